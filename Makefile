@@ -1,0 +1,28 @@
+# make demo: install, then generate a long video with and without fast learning from the committed
+#            tiny checkpoint (train it yourself with `make train`), print the metrics, write the GIFs.
+# make test: install the test needs, run the tests.
+PY ?= python
+CKPT ?= checkpoints/tiny.pt
+
+.PHONY: install demo train test bench preview
+
+install:
+	$(PY) -m pip install -q -r requirements.txt
+
+demo: install
+	$(PY) data.py --preview out/world.gif
+	$(PY) generate.py --ckpt $(CKPT) --world-seed 200001 --actions "go right*2,go down*2,go up*2,go left*2" --out out/demo
+	@echo "the video is out/demo/video.gif (without memory | with memory | ground truth); the world preview is out/world.gif"
+
+train: install
+	$(PY) train.py --preset tiny --out runs/tiny
+
+test:
+	$(PY) -m pip install -q -r requirements.txt pytest
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) bench.py
+
+preview: install
+	$(PY) data.py --preview out/world.gif

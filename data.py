@@ -1,0 +1,410 @@
+"""The action world: a procedural 2D world that renders action-driven videos with exact ground truth.
+
+SlowFast-VGen trains on 200k (input chunk, action text, output chunk) items from game engines and robot
+sets. We replace that data by a world that needs no download and whose simulator also renders the
+*ground truth* for any action sequence, so generated videos can be scored frame by frame and we know
+which frames show the same place (that is where episodic memory matters).
+
+The world: a toroidal canvas (default 256x256) of randomly placed shapes in distinct colours over a
+large-scale background texture; a camera view (default 32x32) that text actions move a few pixels per
+frame; an agent marker at the view centre. The canvas wraps around, so every path can be retraced exactly.
+
+    frames, positions = render_episode(world_seed, ["go right", "go right", "go left", "go left"])
+    frames: (N, H, W, 3) uint8, N = 1 + chunks * K      positions: (N, 2) int (y, x) of the view corner
+
+Run `python data.py --preview out.gif` to look at a few episodes of every kind,
+`python data.py --bench` to time the renderer.
+"""
+import argparse
+import json
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- actions and the tokenizer
+# actions are free text, as in the paper; a tiny word vocabulary stands in for a text encoder's tokenizer
+VOCAB = ["<pad>", "<null>", "go", "left", "right", "up", "down", "stay", "back"]
+MAX_WORDS = 3  # L, the token length of one action text
+ACTIONS = ("go left", "go right", "go up", "go down", "stay", "go back")
+MOVES = {"go left": (0, -1), "go right": (0, 1), "go up": (-1, 0), "go down": (1, 0), "stay": (0, 0)}
+OPPOSITE = {"go left": "go right", "go right": "go left", "go up": "go down", "go down": "go up", "stay": "stay"}
+NULL_ACTION = "<null>"  # the "no action" text: classifier-free guidance and fast learning use it
+
+
+def tokenize(text):
+    """Action text -> list of MAX_WORDS word ids (padded). Unknown words raise an error naming VOCAB."""
+    words = text.lower().split() if text != NULL_ACTION else [NULL_ACTION]
+    unknown = [w for w in words if w not in VOCAB]
+    if unknown or not words or len(words) > MAX_WORDS:
+        what = f"unknown word(s) {unknown}" if unknown else f"{len(words)} words (1..{MAX_WORDS} allowed)"
+        raise ValueError(f"action {text!r}: {what}; the vocabulary is {VOCAB[1:]}, actions are {list(ACTIONS)}")
+    return [VOCAB.index(w) for w in words] + [0] * (MAX_WORDS - len(words))
+
+
+def check_action(text):
+    """Returns the normalised action text, or raises an error that lists the actions the world knows."""
+    tokenize(text)  # names the vocabulary on an unknown word
+    a = " ".join(text.lower().split())
+    if a not in ACTIONS:
+        raise ValueError(f"action {text!r} is not one of {list(ACTIONS)}")
+    return a
+
+
+def parse_actions(spec):
+    """'go right*4,go left*4' -> ['go right'] * 4 + ['go left'] * 4 (one entry per chunk)."""
+    out = []
+    for part in spec.split(","):
+        text, _, count = part.strip().partition("*")
+        if count and not count.strip().isdigit():
+            raise ValueError(f"malformed --actions part {part!r}: the repeat count after '*' must be a "
+                             f"positive integer, as in 'go right*4,go left*4'")
+        n = int(count) if count else 1
+        if n < 1:
+            raise ValueError(f"malformed --actions part {part!r}: the repeat count must be at least 1")
+        out += [check_action(text)] * n
+    return out
+
+
+# ----------------------------------------------------------------------------- the world
+@dataclass(frozen=True)
+class WorldSpec:
+    size: int = 32          # H = W of the camera view, pixels
+    canvas: int = 256       # side of the toroidal canvas, pixels
+    speed: int = 4          # camera pixels per frame; one chunk of K frames moves K * speed pixels
+    chunk: int = 4          # K, frames per chunk (one action per chunk)
+    n_shapes: int = 160     # shapes placed on the canvas
+    dynamics: bool = False  # add a bouncing ball and a blinking light (things that move without actions)
+    marker: bool = True     # draw the agent marker at the view centre
+
+
+def _hsv_to_rgb(h, s, v):
+    """h, s, v in [0, 1] (arrays) -> rgb in [0, 1], the standard hexcone formula."""
+    i = np.floor(h * 6) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    return np.stack([np.choose(i.astype(int), [row[c] for row in table]) for c in range(3)], -1)
+
+
+class World:
+    """One procedural world: a (canvas, canvas, 3) uint8 image drawn from an integer seed."""
+
+    def __init__(self, seed, spec=WorldSpec()):
+        self.seed, self.spec = seed, spec
+        rng = np.random.default_rng([seed, 7919])
+        S = spec.canvas
+        # background: a 16x16 grid of muted colours, bilinearly upsampled with wrap-around (large-scale texture)
+        g = 16
+        grid = _hsv_to_rgb(rng.random((g, g)), 0.3 + 0.3 * rng.random((g, g)), 0.25 + 0.35 * rng.random((g, g)))
+        u = (np.arange(S) + 0.5) * g / S - 0.5
+        i0 = np.floor(u).astype(int)
+        w = (u - i0)[:, None]
+        rows = grid[i0 % g] * (1 - w[..., None]) + grid[(i0 + 1) % g] * w[..., None]  # (S, g, 3)
+        img = rows[:, i0 % g] * (1 - w.T[..., None]) + rows[:, (i0 + 1) % g] * w.T[..., None]  # (S, S, 3)
+        # shapes: bright, distinct hues (evenly spaced hues, shuffled), sizes 5-14 px, drawn on the torus
+        hues = (np.arange(spec.n_shapes) / spec.n_shapes + rng.random()) % 1.0
+        rng.shuffle(hues)
+        for k in range(spec.n_shapes):
+            r = int(rng.integers(3, 8))
+            cy, cx = rng.integers(0, S, size=2)
+            yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+            kind = k % 3
+            if kind == 0:
+                mask = yy ** 2 + xx ** 2 <= r * r  # disc
+            elif kind == 1:
+                mask = np.ones_like(yy, dtype=bool)  # square
+            else:
+                mask = (yy + r) >= 2 * np.abs(xx)  # triangle pointing up
+            colour = _hsv_to_rgb(np.array(hues[k]), np.array(0.85), np.array(0.95))
+            ys, xs = (cy + yy[mask]) % S, (cx + xx[mask]) % S
+            img[ys, xs] = colour
+        self.canvas = np.round(img * 255).astype(np.uint8)  # (S, S, 3)
+        # pad by one view on each far edge so any (y, x) corner in [0, S) is one contiguous slice
+        self._padded = np.pad(self.canvas, ((0, spec.size), (0, spec.size), (0, 0)), mode="wrap")
+        self._ball = (rng.integers(0, S, 2), rng.choice([-3, -2, 2, 3], 2))  # start, velocity (px per frame)
+        self._light = rng.integers(0, S, 2)
+
+    def view(self, y, x, n=0):
+        """The camera image with its top-left corner at canvas (y, x), at frame time n: (H, W, 3) uint8."""
+        V, S = self.spec.size, self.spec.canvas
+        y, x = y % S, x % S
+        frame = self._padded[y:y + V, x:x + V].copy()
+        if self.spec.dynamics:
+            # a blinking light (on for 4 frames, off for 4) and a ball moving on the torus; both in world coordinates
+            if (n // 4) % 2 == 0:
+                self._stamp(frame, y, x, self._light, 2, (255, 255, 255))
+            p0, vel = self._ball
+            self._stamp(frame, y, x, p0 + vel * n, 2, (255, 40, 40))
+        if self.spec.marker:
+            c = V // 2
+            frame[c - 2:c + 2, c - 1:c + 1] = (0, 0, 0)  # the agent: a small black cross at the view centre
+            frame[c - 1:c + 1, c - 2:c + 2] = (0, 0, 0)
+        return frame
+
+    def _stamp(self, frame, y, x, pos, r, colour):
+        """Draws a (2r x 2r) square at world position pos into the view whose corner is (y, x)."""
+        S, V = self.spec.canvas, self.spec.size
+        py, px = (int(pos[0]) - y) % S, (int(pos[1]) - x) % S  # position relative to the view, on the torus
+        if py < V + r and px < V + r:
+            frame[max(py - r, 0):max(py + r, 0), max(px - r, 0):max(px + r, 0)] = colour
+
+
+_WORLDS = OrderedDict()
+
+
+def get_world(seed, spec=WorldSpec(), cache=512):
+    """A least-recently-used cache of worlds: drawing a canvas costs ~10 ms, cutting a view ~us."""
+    key = (seed, spec)
+    if key in _WORLDS:
+        _WORLDS.move_to_end(key)
+    else:
+        _WORLDS[key] = World(seed, spec)
+        if len(_WORLDS) > cache:
+            _WORLDS.popitem(last=False)
+    return _WORLDS[key]
+
+
+class WorldPool:
+    """The worlds training draws from: `size` seeds from the range, `refresh` of them replaced by new
+    seeds per batch, so training sees many worlds while drawing only a few canvases per step."""
+
+    def __init__(self, seeds, rng, size=256, refresh=2):
+        self.range, self.refresh = seeds, refresh
+        self.seeds = [int(s) for s in rng.integers(seeds[0], seeds[1], size)]
+
+    def step(self, rng):
+        for _ in range(self.refresh):
+            self.seeds[int(rng.integers(len(self.seeds)))] = int(rng.integers(*self.range))
+        return self.seeds
+
+
+def start_position(world_seed, spec=WorldSpec()):
+    """The episode's first camera corner, drawn from the world seed (so the first frame is fixed)."""
+    return tuple(int(v) for v in np.random.default_rng([world_seed, 17]).integers(0, spec.canvas, 2))
+
+
+def trajectory(actions, start, spec=WorldSpec()):
+    """Action texts (one per chunk) -> camera corners (N, 2) int64 for N = 1 + len(actions) * K frames.
+
+    'go back' retraces the previous path: it undoes the most recent chunk not yet undone (a stack),
+    so n moves followed by n 'go back' chunks walk the same path back to the start.
+    """
+    pos = np.array(start, dtype=np.int64)
+    out, stack = [pos.copy()], []
+    for a in actions:
+        a = check_action(a)
+        if a == "go back":
+            step = MOVES[OPPOSITE[stack.pop()]] if stack else (0, 0)
+        else:
+            stack.append(a)
+            step = MOVES[a]
+        for _ in range(spec.chunk):
+            pos = pos + np.array(step) * spec.speed
+            out.append(pos.copy())
+    return np.stack(out) % spec.canvas
+
+
+def render_episode(world_seed, actions, spec=WorldSpec(), start=None, frame_ids=None):
+    """The ground truth for any action list: frames (N, H, W, 3) uint8 and positions (N, 2) int64 (y, x).
+
+    frame_ids renders only those frames (positions are still returned for all N).
+    """
+    world = get_world(world_seed, spec)
+    positions = trajectory(actions, start_position(world_seed, spec) if start is None else start, spec)
+    ids = range(len(positions)) if frame_ids is None else frame_ids
+    frames = np.stack([world.view(positions[n, 0], positions[n, 1], n) for n in ids])
+    return frames, positions
+
+
+# ----------------------------------------------------------------------------- episodes of every kind
+KINDS = ("random", "out-and-back", "loop", "go-back")
+
+
+def make_actions(kind, rng, n=4):
+    """Action lists for one episode. n: chunks of the outward leg (random: the whole episode has 2n).
+
+    out-and-back: n chunks away (no immediate reversal), then the same path reversed with explicit
+    actions; the start is revisited 2n chunks after it was first seen (n >= 2 puts that at least two
+    context windows of 2 chunks away). loop: a closed rectangle (e.g. right, down, left, up).
+    go-back: n moves, then n 'go back' chunks (the planning task).
+    """
+    dirs = ["go left", "go right", "go up", "go down"]
+    if kind == "random":
+        return [str(a) for a in rng.choice(dirs + ["stay", "go back"], size=2 * n, p=[.2, .2, .2, .2, .1, .1])]
+    out = []
+    for _ in range(n):
+        allowed = [d for d in dirs if not out or d != OPPOSITE[out[-1]]]
+        out.append(str(rng.choice(allowed)))
+    if kind == "out-and-back":
+        return out + [OPPOSITE[a] for a in reversed(out)]
+    if kind == "go-back":
+        return out + ["go back"] * n
+    if kind == "loop":
+        h, v = rng.choice(["go left", "go right"]), rng.choice(["go up", "go down"])
+        m = max(1, n // 2)
+        legs = [h, v, OPPOSITE[h], OPPOSITE[v]] if rng.random() < 0.5 else [v, h, OPPOSITE[v], OPPOSITE[h]]
+        return [str(a) for a in np.repeat(legs, m)]
+    raise ValueError(f"unknown trajectory kind {kind!r}; known kinds: {list(KINDS)}")
+
+
+# ----------------------------------------------------------------------------- training items
+def sample_batch(rng, seeds, batch, spec=WorldSpec(), n_ctx=None, kinds=("random",), history=4):
+    """A batch of (context, action, target) items from short episodes in worlds drawn from `seeds`
+    (a [lo, hi) range, or a list of seeds such as WorldPool.seeds).
+
+    Every item of one batch has the same number of context frames f_p, drawn in 0..K unless given, as
+    the paper trains with mixed lengths; f_g = K target frames. f_p = 0 (our choice) gives a clip of two
+    whole chunks with the null action and no context: the shape of the TEMP-LoRA fast loss, so that loss
+    stays in the slow model's training distribution.
+    Returns context (B, f_p, H, W, 3) uint8, tokens (B, L) int64, target (B, f_g, H, W, 3) uint8.
+    """
+    K = spec.chunk
+    f_p = int(rng.integers(0, K + 1)) if n_ctx is None else n_ctx
+    f_g = K if f_p > 0 else 2 * K
+    ctx, tok, tgt = [], [], []
+    for _ in range(batch):
+        seed = int(rng.choice(seeds)) if isinstance(seeds, list) else int(rng.integers(seeds[0], seeds[1]))
+        actions = make_actions(str(rng.choice(kinds)), rng, n=history // 2)
+        i = int(rng.integers(0, len(actions)))  # predict chunk i from the end of chunk i - 1
+        start = tuple(int(v) for v in rng.integers(0, spec.canvas, 2))
+        end = (i + 1) * K + 1  # one past chunk i's last frame
+        ids = list(range(max(end - f_p - f_g, 0), end))
+        frames, _ = render_episode(seed, actions[:i + 1], spec, start=start, frame_ids=ids)
+        if len(ids) < f_p + f_g:  # before chunk 0 there is only the start frame: repeat it (our choice)
+            frames = np.concatenate([frames[:1]] * (f_p + f_g - len(ids)) + [frames])
+        ctx.append(frames[:f_p])
+        tgt.append(frames[f_p:])
+        tok.append(tokenize(actions[i] if f_p > 0 else NULL_ACTION))
+    return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt)
+
+
+def iterate_episodes(rng, seeds, kinds=KINDS, n=4, spec=WorldSpec()):
+    """Whole episodes for the slow-fast loop: yields (world_seed, actions, frames, positions) forever."""
+    while True:
+        seed = int(rng.integers(seeds[0], seeds[1]))
+        actions = make_actions(str(rng.choice(kinds)), rng, n=n)
+        frames, positions = render_episode(seed, actions, spec)
+        yield seed, actions, frames, positions
+
+
+# ----------------------------------------------------------------------------- your own videos
+def resize(frames, size):
+    """(N, h, w, 3) uint8 -> (N, size, size, 3) uint8 by area averaging over a nearest-index grid."""
+    n, h, w, _ = frames.shape
+    ys = (np.arange(size * 4) * h // (size * 4)).reshape(size, 4)
+    xs = (np.arange(size * 4) * w // (size * 4)).reshape(size, 4)
+    sub = frames[:, ys][:, :, :, xs].astype(np.float32)  # (N, size, 4, size, 4, 3)
+    return np.round(sub.mean(axis=(2, 4))).astype(np.uint8)
+
+
+def read_video(path):
+    """A video file (mp4, gif) or an .npy array of frames -> (N, h, w, 3) uint8; errors name the file."""
+    try:
+        if path.endswith(".npy"):
+            frames = np.load(path, allow_pickle=False)
+        else:
+            import imageio.v3 as iio
+            frames = np.asarray(iio.imread(path, index=None))
+    except Exception as e:  # imageio raises many kinds; say which file and why
+        raise ValueError(f"{path}: cannot read video ({type(e).__name__}: {e})") from None
+    if frames.ndim == 3:  # a single frame
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] not in (3, 4) or frames.dtype != np.uint8:
+        raise ValueError(f"{path}: expected uint8 frames (N, H, W, 3), got {frames.dtype} {frames.shape}")
+    return frames[..., :3]
+
+
+def load_folder(folder, spec=WorldSpec(), annotations="annotations.jsonl"):
+    """Own data: `folder` holds videos and a JSONL file, one video per line:
+    {"video": "a.mp4", "chunks": [{"action": "go left", "start": 0, "end": 8}, ...]}
+    Each chunk is resampled to K frames at the model's frame size. Returns a list of episodes
+    (actions, frames (1 + chunks * K, H, W, 3) uint8); the first frame is the frame before chunk 0.
+    """
+    ann = os.path.join(folder, annotations)
+    if not os.path.exists(ann):
+        raise FileNotFoundError(f"{ann}: annotation file not found (one JSON object per line)")
+    episodes = []
+    with open(ann) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{ann}:{lineno}"
+            try:
+                item = json.loads(line)
+                video, chunks = item["video"], item["chunks"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{where}: not a valid annotation ({type(e).__name__}: {e})") from None
+            frames = read_video(os.path.join(folder, video))
+            out, actions = [frames[max(chunks[0]["start"] - 1, 0)]] if chunks else [], []
+            for c in chunks:
+                s, e = int(c["start"]), int(c["end"])
+                if not 0 <= s < e <= len(frames):
+                    raise ValueError(f"{where}: chunk [{s}, {e}) is outside {video}'s {len(frames)} frames")
+                try:
+                    actions.append(check_action(c["action"]))
+                except ValueError as err:
+                    raise ValueError(f"{where}: {err}") from None
+                out += list(frames[np.linspace(s, e - 1, spec.chunk).round().astype(int)])
+            if actions:
+                episodes.append((actions, resize(np.stack(out), spec.size)))
+    return episodes
+
+
+# ----------------------------------------------------------------------------- preview and benchmark
+def write_gif(path, frames, fps=8):
+    """(N, H, W, 3) uint8 -> an animated GIF, written to a temp name and renamed (never half-written)."""
+    import imageio.v3 as iio
+    tmp = path + ".tmp.gif"
+    iio.imwrite(tmp, frames, duration=1000 / fps, loop=0)
+    os.replace(tmp, path)
+
+
+def preview(path, spec=WorldSpec(), seed=0, scale=3):
+    """A GIF with one column per trajectory kind (two episodes each), the views scaled up."""
+    rng = np.random.default_rng(seed)
+    cols = []
+    for kind in KINDS:
+        for j in range(2):
+            frames, _ = render_episode(1000 + 10 * len(cols), make_actions(kind, rng), spec)
+            cols.append(frames)
+    n = max(len(c) for c in cols)
+    cols = [np.concatenate([c, np.repeat(c[-1:], n - len(c), 0)]) for c in cols]  # pad by holding the end
+    grid = np.concatenate([np.pad(c, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=255) for c in cols], 2)
+    write_gif(path, grid.repeat(scale, 1).repeat(scale, 2))
+    print(f"wrote {path}: columns = {', '.join(k for k in KINDS for _ in range(2))}")
+
+
+def bench(spec=WorldSpec(), n_frames=20000):
+    """Frames per second of render_episode on one core (worlds cached, as in training)."""
+    rng = np.random.default_rng(0)
+    for s in range(8):
+        get_world(s, spec)
+    t0, done = time.perf_counter(), 0
+    while done < n_frames:
+        frames, _ = render_episode(done % 8, make_actions("random", rng), spec)
+        done += len(frames)
+    fps = done / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for s in range(100, 120):
+        World(s, spec)
+    print(f"render: {fps:,.0f} frames/s at {spec.size}x{spec.size}; new world: {(time.perf_counter() - t0) / 20 * 1e3:.1f} ms")
+    return fps
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description="The action world: preview episodes or time the renderer.")
+    p.add_argument("--preview", metavar="GIF", help="write a GIF of two episodes of every trajectory kind")
+    p.add_argument("--bench", action="store_true", help="measure rendering frames per second on one core")
+    p.add_argument("--size", type=int, default=32, help="view size in pixels (default 32)")
+    p.add_argument("--dynamics", action="store_true", help="add the bouncing ball and the blinking light")
+    args = p.parse_args()
+    spec = WorldSpec(size=args.size, canvas=8 * args.size, dynamics=args.dynamics)
+    if args.preview:
+        preview(args.preview, spec)
+    if args.bench:
+        bench(spec)
+    if not (args.preview or args.bench):
+        p.print_help()

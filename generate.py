@@ -1,0 +1,256 @@
+"""Long action-driven video generation, with and without TEMP-LoRA fast learning, and its evaluation.
+
+    python generate.py --ckpt CKPT --world-seed 12345 --actions "go right*4,go left*4" --out out/
+        one video from the world's first frame; out/video.gif = without memory | with memory | ground truth
+        (only generated | ground truth with --fast off), out/frames.npy, out/metrics.json
+    python generate.py --ckpt CKPT --eval 20 --trajectory out-and-back [--ablate]
+        held-out test episodes, fast learning off and on (and the ablations): a table, also as JSON
+    python generate.py --ckpt CKPT --eval-slow 20
+        single-chunk prediction against the "repeat the last context frame" baseline, and rollouts
+
+Every Config field is a flag here too (--fast-steps 8, --lora-targets all, ...): the checkpoint's own
+config is the base and the flags given override it.
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import data
+import metrics
+import sfvgen
+
+
+def extra_flags(p):
+    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py (or its --export)")
+    p.add_argument("--world-seed", type=int, default=None, help="world to generate in (default: the first test world)")
+    p.add_argument("--actions", default="go right*4,go left*4", help="one action per chunk: 'go right*4,go left*4'")
+    p.add_argument("--out", dest="out_dir", default="out", help="output folder (GIF, frames, metrics)")
+    p.add_argument("--gif", default="video.gif", help="name of the video in --out (.gif, or .mp4 with an ffmpeg plugin)")
+    p.add_argument("--memory-out", default=None, help="save the episodic memory (LoRA, optimizer, chunk, context) here")
+    p.add_argument("--memory-in", default=None, help="continue a video from a saved episodic memory")
+    p.add_argument("--eval", type=int, default=0, help="evaluate on this many held-out test worlds")
+    p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS, help="episode kind for --eval")
+    p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg in --eval episodes")
+    p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
+    p.add_argument("--eval-slow", type=int, default=0, help="single-chunk prediction on this many test worlds")
+
+
+def build(args):
+    """Model from the checkpoint, config = checkpoint config + flags; LoRA added when fast learning may run."""
+    device = sfvgen.pick_device(args.device or "auto")
+    model, cfg, _ = sfvgen.load_model(args.ckpt, device)
+    cfg = sfvgen.config_from_args(args, base=cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return model, cfg, sfvgen.Diffusion(cfg, device)
+
+
+def with_lora(model, cfg):
+    """A copy of the slow model carrying a fresh TEMP-LoRA of the configured targets and rank."""
+    import copy
+    m = copy.deepcopy(model)
+    sfvgen.add_lora(m, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
+    return m
+
+
+def score(gen, truth, positions, cfg, n_return):
+    """Frame metrics against the simulator's ground truth (gen, truth: (N, H, W, 3) uint8)."""
+    K = cfg.chunk
+    ret = slice(len(gen) - n_return * K, len(gen))  # the return leg: the last n_return chunks
+    out = slice(1, len(gen) - n_return * K)
+    src = metrics.src_metrics(gen, truth, positions, min_gap=2 * K)  # revisits beyond one context window
+    return dict(psnr=metrics.psnr(gen[1:], truth[1:]), ssim=metrics.ssim(gen[1:], truth[1:]),
+                outward_psnr=metrics.psnr(gen[out], truth[out]),
+                return_psnr=metrics.psnr(gen[ret], truth[ret]) if n_return else float("nan"),
+                src_psnr=src["src_psnr"], src_ssim=src["src_ssim"], scene_cuts=metrics.count_scene_cuts(gen),
+                chunk_psnr=[metrics.psnr(gen[1 + i * K:1 + (i + 1) * K], truth[1 + i * K:1 + (i + 1) * K])
+                            for i in range((len(gen) - 1) // K)])
+
+
+def run(model, diffusion, cfg, first, actions, fast, seed, memory=None, progress=False):
+    t0 = time.time()
+    res = sfvgen.generate_long(model, diffusion, cfg, first, actions, fast=fast, seed=seed, memory=memory,
+                               progress=(lambda x: tqdm(x, desc="chunks", leave=False)) if progress else None)
+    res["seconds_per_frame"] = (time.time() - t0) / (len(actions) * cfg.chunk)
+    return res
+
+
+def peak_memory_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def write_video(path, frames, fps=8):
+    if path.endswith(".mp4"):
+        import imageio.v3 as iio
+        tmp = path + ".tmp.mp4"
+        iio.imwrite(tmp, frames, fps=fps)
+        os.replace(tmp, path)
+    else:
+        data.write_gif(path, frames, fps)
+
+
+def panels(*videos, scale=3):
+    """Side by side, each padded by a white line, scaled up for viewing: (N, H, n*(W+2), 3)."""
+    padded = [np.pad(v, ((0, 0), (0, 0), (0, 2), (0, 0)), constant_values=255) for v in videos]
+    return np.concatenate(padded, axis=2).repeat(scale, 1).repeat(scale, 2)
+
+
+def cmd_generate(args, model, cfg, diffusion):
+    seed = cfg.test_seeds[0] if args.world_seed is None else args.world_seed
+    actions = data.parse_actions(args.actions)
+    os.makedirs(args.out_dir, exist_ok=True)
+    memory, before = None, []
+    if args.memory_in:  # continue a video: the fast weights, optimizer and last context come from the file
+        memory = sfvgen.load_checkpoint(args.memory_in, require=("history", "chunk", "lora", "opt", "actions"))
+        before = list(memory["actions"])
+    truth, positions = data.render_episode(seed, before + actions, cfg.world())
+    if memory is None:
+        arms = {"without memory": False, "with memory": True} if cfg.fast else {"generated": False}
+    else:
+        arms = {"with memory": True}
+        new = len(actions) * cfg.chunk  # only the new frames are generated and scored
+        truth, positions = truth[-new:], positions[-new:]
+    results, shown = {}, []
+    for name, fast in arms.items():
+        res = run(with_lora(model, cfg) if fast else model, diffusion, cfg, truth[0], actions, fast, cfg.seed,
+                  memory=memory, progress=True)
+        frames = res["frames"]
+        s = score(frames, truth, positions, cfg, len(actions) // 2) if memory is None else \
+            dict(psnr=metrics.psnr(frames, truth), ssim=metrics.ssim(frames, truth))
+        results[name] = {**s, "seconds_per_frame": res["seconds_per_frame"]}
+        shown.append(frames)
+        np.save(os.path.join(args.out_dir, "frames_no_memory.npy" if name == "without memory" else "frames.npy"), frames)
+        if fast and args.memory_out:
+            sfvgen.save_checkpoint(args.memory_out, {**res["memory"], "actions": before + actions})
+    video = os.path.join(args.out_dir, args.gif)
+    write_video(video, panels(*shown, truth))
+    write_json(os.path.join(args.out_dir, "metrics.json"), dict(world_seed=seed, actions=actions, results=results))
+    for name, s in results.items():
+        extra = f"  return-leg PSNR {s['return_psnr']:.2f} dB  SRC-PSNR {s['src_psnr']:.2f} dB  scene cuts {s['scene_cuts']}" \
+            if "return_psnr" in s else ""
+        print(f"{name:>15}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.3f}{extra}")
+    print(f"wrote {video} ({' | '.join(list(arms) + ['ground truth'])}) and {args.out_dir}/metrics.json")
+
+
+def eval_arms(args, cfg):
+    """The rows of the evaluation table: (name, config overrides, fast on, control)."""
+    arms = [("no fast learning", {}, False, None), ("TEMP-LoRA", {}, True, None)]
+    if args.ablate:
+        arms += [(f"targets={t}", dict(lora_targets=t), True, None) for t in sfvgen.LORA_TARGETS if t != cfg.lora_targets]
+        arms += [(f"rule={r}", dict(fast_rule=r), True, None) for r in ("original", "global") if r != cfg.fast_rule]
+        arms += [(f"fast_steps={k}", dict(fast_steps=k), True, None) for k in (1, 2, 8) if k != cfg.fast_steps]
+        arms += [("control: wrong memory", {}, True, "wrong")]
+    return arms
+
+
+def cmd_eval(args, model, cfg, diffusion):
+    """Held-out episodes, same seeds for every row. Prints and writes eval.json."""
+    device = next(model.parameters()).device
+    rng = np.random.default_rng(cfg.seed)
+    seeds = [cfg.test_seeds[0] + i for i in range(args.eval)]
+    episodes = [(s, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for s in seeds]
+    n_ret = args.out_chunks if args.trajectory in ("out-and-back", "go-back") else 0
+    rows, per_seed = [], {}
+    for name, over, fast, control in eval_arms(args, cfg):
+        c = sfvgen.Config(**{**sfvgen.asdict(cfg), **over})
+        m = with_lora(model, c) if fast else model
+        scores, secs = [], []
+        for k, (seed, actions) in enumerate(tqdm(episodes, desc=name, leave=False)):
+            truth, positions = data.render_episode(seed, actions, c.world())
+            if control == "wrong":  # memory of another world's episode, frozen: does any LoRA help?
+                other = episodes[(k + 1) % len(episodes)]
+                run(m, diffusion, c, data.render_episode(other[0], other[1], c.world())[0][0], other[1], True, c.seed)
+                res = run(m, diffusion, c, truth[0], actions, False, c.seed)  # the LoRA stays as it is
+            else:
+                res = run(m, diffusion, c, truth[0], actions, fast, c.seed)
+            scores.append(score(res["frames"], truth, positions, c, n_ret))
+            secs.append(res["seconds_per_frame"])
+        per_seed[name] = scores
+        row = {key: float(np.nanmean([s[key] for s in scores])) for key in
+               ("psnr", "ssim", "outward_psnr", "return_psnr", "src_psnr", "src_ssim", "scene_cuts")}
+        row.update(arm=name, seconds_per_frame=float(np.mean(secs)), peak_mb=peak_memory_mb(device),
+                   chunk_psnr=np.mean([s["chunk_psnr"] for s in scores], 0).round(2).tolist())
+        rows.append(row)
+    base = per_seed["no fast learning"]
+    for row in rows:
+        diff = [b["return_psnr"] for b in base]
+        mine = [s["return_psnr"] for s in per_seed[row["arm"]]]
+        row["return_gain"] = float(np.mean(np.subtract(mine, diff)))
+        row["seeds_improved"] = int(np.sum(np.subtract(mine, diff) > 0))
+        row["return_gain_ci"] = list(metrics.bootstrap_ci(np.subtract(mine, diff))[1:])
+    print_table(rows, args.eval)
+    path = os.path.join(args.out_dir, "eval.json")
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))
+    print(f"wrote {path}")
+    return rows
+
+
+def print_table(rows, n):
+    cols = [("arm", 24, "{}"), ("psnr", 7, "{:.2f}"), ("ssim", 6, "{:.3f}"), ("outward_psnr", 8, "{:.2f}"),
+            ("return_psnr", 8, "{:.2f}"), ("return_gain", 8, "{:+.2f}"), ("seeds_improved", 6, "{}"),
+            ("src_psnr", 8, "{:.2f}"), ("scene_cuts", 6, "{:.2f}"), ("seconds_per_frame", 8, "{:.3f}"), ("peak_mb", 7, "{:.0f}")]
+    heads = ["arm", "PSNR", "SSIM", "out PSNR", "ret PSNR", "ret gain", f"better/{n}", "SRC PSNR", "cuts", "s/frame", "peak MB"]
+    print(" | ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, (_, w, _)) in enumerate(zip(heads, cols))))
+    for r in rows:
+        print(" | ".join(f.format(r[k]).ljust(w) if i == 0 else f.format(r[k]).rjust(w) for i, (k, w, f) in enumerate(cols)))
+
+
+def cmd_eval_slow(args, model, cfg, diffusion):
+    """Single-chunk prediction on moving chunks of held-out worlds, against repeating the last context
+    frame, and 8-chunk rollouts from the start frame (PSNR per chunk index)."""
+    device = next(model.parameters()).device
+    rng = np.random.default_rng(cfg.seed)
+    ctx, tok, tgt = [], [], []
+    while len(ctx) < args.eval_slow:  # keep items whose chunk moves the camera
+        c, t, g = data.sample_batch(rng, cfg.test_seeds, 1, cfg.world(), n_ctx=cfg.chunk, kinds=("out-and-back",))
+        if data.VOCAB[t[0][1]] in ("left", "right", "up", "down"):
+            ctx.append(c[0]), tok.append(t[0]), tgt.append(g[0])
+    gen = sfvgen.to_frames(diffusion.sample(model, sfvgen.to_model(np.stack(ctx), device), torch.tensor(np.stack(tok), device=device),
+                                            cfg.chunk, torch.Generator().manual_seed(cfg.seed)))
+    model_psnr = [metrics.psnr(g, t) for g, t in zip(gen, tgt)]
+    base_psnr = [metrics.psnr(np.repeat(c[-1:], cfg.chunk, 0), t) for c, t in zip(ctx, tgt)]
+    chunk_psnr = []
+    for i in tqdm(range(min(args.eval_slow, 20)), desc="rollouts", leave=False):
+        actions = data.make_actions("out-and-back", rng, n=4)
+        truth, positions = data.render_episode(cfg.test_seeds[0] + i, actions, cfg.world())
+        res = run(model, diffusion, cfg, truth[0], actions, False, cfg.seed)
+        chunk_psnr.append(score(res["frames"], truth, positions, cfg, 4)["chunk_psnr"])
+    out = dict(model_psnr=float(np.mean(model_psnr)), repeat_last_psnr=float(np.mean(base_psnr)),
+               gain=float(np.mean(model_psnr) - np.mean(base_psnr)), rollout_chunk_psnr=np.mean(chunk_psnr, 0).round(2).tolist())
+    print(f"single chunk: model {out['model_psnr']:.2f} dB, repeat-last {out['repeat_last_psnr']:.2f} dB, gain {out['gain']:+.2f} dB "
+          f"({args.eval_slow} held-out moving chunks)\nrollout PSNR per chunk: {out['rollout_chunk_psnr']}")
+    return out
+
+
+def main(argv=None):
+    parser = sfvgen.config_parser(__doc__.split("\n")[0], extra_flags, skip=("out", "resume", "init"))
+    args = parser.parse_args(argv)
+    try:
+        model, cfg, diffusion = build(args)
+        if args.eval_slow:
+            return cmd_eval_slow(args, model, cfg, diffusion)
+        if args.eval:
+            return cmd_eval(args, model, cfg, diffusion)
+        return cmd_generate(args, model, cfg, diffusion)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,705 @@
+"""sfvgen: the model side of SlowFast-VGen (Hong et al., ICLR 2025) in one file.
+
+- Config: one dataclass (model, world, diffusion, LoRA / fast learning, training, generation) and presets.
+- VideoUNet: a compact from-scratch video UNet (spatial conv + temporal conv per block, temporal attention,
+  spatial self-attention at low resolution, action-text cross-attention).
+- Diffusion: masked conditional video diffusion (slow learning): clean context frames joined with noisy
+  target frames along time, loss on the target frames only; DDIM / DDPM samplers that put the clean
+  context back at every step; classifier-free guidance on the action.
+- LoRA + fast learning (TEMP-LoRA, Algorithm 1a): a hand-written LoRA trained on every generated chunk,
+  storing episodic memory in its weights; `generate_long` runs the chunk-by-chunk loop.
+- Checkpoints: atomic writes, weights_only loads, self-describing.
+
+Tensor-shape legend: B batch, T frames, C channels, H W height width, D hidden width, L text tokens,
+K frames per chunk, f_p context frames, f_g target frames (T = f_p + f_g).
+Frames are uint8 (…, H, W, 3) outside the model and float in [-1, 1] with layout (B, T, C, H, W)
+inside; `to_model` and `to_frames` are the one conversion each way.
+"""
+import argparse
+import inspect
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange, repeat
+
+import data
+
+
+# ============================================================================= config
+@dataclass
+class Config:
+    # --- model
+    preset: str = "tiny"               # named preset the other fields start from (tiny, small, gpu)
+    channels: int = 32                 # base width of the UNet
+    mults: tuple = (1, 2, 3)           # width multipliers per level; each level after the first halves H, W
+    attn_levels: tuple = (1, 2)        # levels with spatial self-attention (0 = full resolution)
+    temporal_attn_levels: tuple = (1, 2)  # levels with temporal attention over frames at each pixel
+    heads: int = 4                     # attention heads
+    text_dim: int = 64                 # D of the action-text encoder (stands in for the paper's frozen CLIP)
+    cond_last_frame: bool = True       # feed the last context frame to every frame as 3 extra input channels
+    # --- world (data.py)
+    size: int = 32                     # H = W of a frame
+    canvas: int = 256                  # side of the world's toroidal canvas
+    speed: int = 4                     # camera pixels per frame
+    chunk: int = 4                     # K: frames per chunk (one action per chunk)
+    dynamics: bool = False             # bouncing ball and blinking light in the world
+    train_seeds: tuple = (0, 100_000)  # world seeds for training [lo, hi)
+    val_seeds: tuple = (100_000, 100_100)  # world seeds for validation
+    test_seeds: tuple = (200_000, 200_100)  # world seeds for held-out tests and evaluation
+    # --- diffusion
+    timesteps: int = 1000              # discrete noise levels; t = 0 is a clean (context) frame
+    prediction: str = "x0"             # what the network predicts: x0, v or eps (the paper); see README
+    p_uncond: float = 0.1              # probability of dropping the action in training (classifier-free guidance)
+    guidance: float = 1.0              # guidance scale at sampling (1 = plain conditional prediction)
+    sample_steps: int = 20             # denoising steps at sampling
+    eta: float = 0.0                   # 0 = DDIM (deterministic), 1 = DDPM-like ancestral sampling
+    # --- LoRA and fast learning (TEMP-LoRA)
+    fast: bool = True                  # train the TEMP-LoRA after every generated chunk
+    lora_rank: int = 8                 # r of the LoRA
+    lora_alpha: float = 8.0            # LoRA scale is alpha / r
+    lora_targets: str = "temporal"     # which layers carry the LoRA: temporal, attn or all
+    fast_steps: int = 4                # Adam steps on the fast loss per generated chunk
+    fast_lr: float = 1e-3              # fast learning rate
+    fast_rule: str = "local"           # local (the paper), original (text Temp-LoRA) or global (whole history)
+    # --- training (slow learning)
+    batch: int = 16                    # clips per step
+    lr: float = 1e-3                   # peak AdamW learning rate
+    warmup: int = 200                  # linear warmup steps
+    max_steps: int = 3000              # training steps
+    max_minutes: float = 0.0           # also stop (with a checkpoint) after this many minutes; 0 = no limit
+    snapshot_every: int = 0            # keep a half-precision EMA snapshot every N steps (0 = off)
+    weight_decay: float = 0.0          # AdamW weight decay
+    grad_clip: float = 1.0             # gradient norm clip
+    ema_decay: float = 0.999           # EMA of the weights (used for sampling)
+    log_every: int = 50                # steps between log lines
+    eval_every: int = 500              # steps between validation loss + sample GIF
+    ckpt_every: int = 500              # steps between checkpoints
+    seed: int = 0                      # seeds python, numpy and torch
+    device: str = "auto"               # auto (cuda, then mps, then cpu), cuda, mps or cpu
+    bf16: bool = False                 # bf16 autocast (CUDA only)
+    compile: bool = False              # torch.compile the UNet (CUDA only)
+    threads: int = 0                   # CPU threads for torch (0 = torch's default)
+    out: str = "runs/tiny"             # output folder of training
+    resume: bool = False               # continue from out/ckpt.pt
+    init: str = ""                     # start the weights from this checkpoint's EMA (fine-tuning, the loop)
+
+    def world(self):
+        """The data.py WorldSpec these fields describe."""
+        return data.WorldSpec(size=self.size, canvas=self.canvas, speed=self.speed, chunk=self.chunk,
+                              dynamics=self.dynamics)
+
+
+PRESETS = {
+    "tiny": {},  # 2-core CPU, 32x32, the demo
+    "small": dict(size=64, canvas=512, speed=8, channels=48, mults=(1, 2, 2, 3), attn_levels=(2, 3),
+                  temporal_attn_levels=(1, 2, 3), out="runs/small"),
+    "gpu": dict(size=64, canvas=512, speed=8, channels=96, mults=(1, 2, 3, 4), attn_levels=(2, 3),
+                temporal_attn_levels=(1, 2, 3), batch=64, max_steps=50_000, bf16=True, out="runs/gpu"),
+}
+
+
+def preset(name, **overrides):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {list(PRESETS)}")
+    return Config(**{**PRESETS[name], "preset": name, **overrides})
+
+
+def _field_help():
+    """Each field's trailing comment in the Config source is its --help text."""
+    src = inspect.getsource(Config)
+    return dict(re.findall(r"^\s+(\w+): [^#\n]+#\s*(.+)$", src, flags=re.M))
+
+
+def _parse_value(kind, default):
+    def parse(s):
+        if isinstance(default, bool):
+            if s.lower() in ("1", "true", "on", "yes"):
+                return True
+            if s.lower() in ("0", "false", "off", "no"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected on/off, got {s!r}")
+        if isinstance(default, tuple):
+            return tuple(int(v) for v in s.split(",") if v.strip())
+        return type(default)(s)
+    parse.__name__ = kind
+    return parse
+
+
+def config_parser(description, extra=None, skip=()):
+    """An argparse parser with one --flag per Config field (defaults shown) except those in `skip`;
+    `extra(p)` adds the script's own flags."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    helps = _field_help()
+    for f in fields(Config):
+        if f.name in skip:
+            continue
+        d = f.default
+        shown = ",".join(map(str, d)) if isinstance(d, tuple) else d
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=type(d).__name__.upper(),
+                       type=_parse_value(type(d).__name__, d), help=f"{helps.get(f.name, '')} (tiny: {shown})")
+    if extra is not None:
+        extra(p)
+    return p
+
+
+def config_from_args(args, base=None):
+    """Config from parsed flags: the preset (or `base`, e.g. a checkpoint's config), then the flags given."""
+    given = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
+    cfg = preset(given.get("preset", "tiny")) if base is None else base
+    cfg = Config(**{**asdict(cfg), **given})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg):
+    """Refuse a config that cannot work, before any work starts, saying what is accepted."""
+    checks = [
+        (cfg.prediction in ("v", "eps", "x0"), f"--prediction {cfg.prediction!r}: use v, eps or x0"),
+        (cfg.lora_targets in LORA_TARGETS, f"--lora-targets {cfg.lora_targets!r}: use one of {list(LORA_TARGETS)}"),
+        (cfg.fast_rule in ("local", "original", "global"), f"--fast-rule {cfg.fast_rule!r}: use local, original or global"),
+        (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:"),
+         f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
+    ]
+    for name in ("channels", "size", "canvas", "chunk", "batch", "max_steps", "timesteps", "sample_steps",
+                 "lora_rank", "heads", "text_dim", "log_every", "eval_every", "ckpt_every"):
+        checks.append((getattr(cfg, name) > 0, f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}"))
+    checks += [
+        (cfg.speed >= 0 and cfg.fast_steps >= 0, "--speed and --fast-steps must be >= 0"),
+        (len(cfg.mults) > 0 and all(m > 0 for m in cfg.mults), f"--mults {cfg.mults}: positive integers, e.g. 1,2,3"),
+        (cfg.size % 2 ** (len(cfg.mults) - 1) == 0,
+         f"--size {cfg.size} cannot be halved {len(cfg.mults) - 1} times evenly for --mults {cfg.mults}; "
+         f"use a multiple of {2 ** (len(cfg.mults) - 1)}"),
+        (cfg.canvas >= 2 * cfg.size, f"--canvas {cfg.canvas} must be at least twice --size {cfg.size}"),
+        (all(0 <= lv < len(cfg.mults) for lv in cfg.attn_levels + cfg.temporal_attn_levels),
+         f"attention levels must lie in 0..{len(cfg.mults) - 1}"),
+        (cfg.channels * min(cfg.mults) % 8 == 0, "--channels times every mult must be divisible by 8 (GroupNorm)"),
+        (cfg.sample_steps <= cfg.timesteps, "--sample-steps must not exceed --timesteps"),
+        (cfg.train_seeds[1] <= cfg.val_seeds[0] and cfg.val_seeds[1] <= cfg.test_seeds[0],
+         "seed ranges must be ordered and disjoint: train < val < test"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(msg)
+
+
+def pick_device(name):
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ============================================================================= frames <-> model tensors
+def to_model(frames, device=None):
+    """uint8 (B, T, H, W, 3) -> float (B, T, 3, H, W) in [-1, 1]: x = frames / 127.5 - 1."""
+    x = torch.as_tensor(np.ascontiguousarray(frames), device=device)
+    return rearrange(x, "b t h w c -> b t c h w").float() / 127.5 - 1.0
+
+
+def to_frames(x):
+    """float (B, T, 3, H, W) in [-1, 1] -> uint8 (B, T, H, W, 3) numpy."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return rearrange(x, "b t c h w -> b t h w c").cpu().numpy()
+
+
+# ============================================================================= the video UNet
+def sinusoidal(x, dim):
+    """(N,) float -> (N, dim): [sin(x w_k), cos(x w_k)] with w_k = 10000^(-k / (dim/2)), as in transformers."""
+    w = torch.exp(-math.log(10000.0) * torch.arange(dim // 2, device=x.device) / (dim // 2))
+    a = x.float()[:, None] * w[None]
+    return torch.cat([a.sin(), a.cos()], dim=-1)
+
+
+class Attention(nn.Module):
+    """Pre-norm multi-head attention with a residual: x + W_o softmax(q k^T / sqrt(d)) v.
+    Self-attention when `context` is None, cross-attention (to the action text) otherwise."""
+
+    def __init__(self, dim, heads, context_dim=None):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(context_dim or dim, dim, bias=False)
+        self.to_v = nn.Linear(context_dim or dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.to_out.weight)  # the block starts as the identity
+        nn.init.zeros_(self.to_out.bias)
+
+    def forward(self, x, context=None, pos=None):
+        # x: (N, S, D) tokens; context: (N, L, Dc) or None; pos: (S, D) added to queries and keys
+        h = self.norm(x)
+        c = h if context is None else context
+        q, k = self.to_q(h if pos is None else h + pos), self.to_k(c if pos is None else c + pos)
+        q, k, v = (rearrange(z, "n s (h d) -> n h s d", h=self.heads) for z in (q, k, self.to_v(c)))
+        o = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
+        return x + self.to_out(rearrange(o, "n h s d -> n s (h d)"))
+
+
+class ResBlock(nn.Module):
+    """Spatial conv (frames folded into the batch), then a temporal conv over frames at each pixel.
+    The per-frame embedding (noise level + frame offset) is added between the two spatial convs."""
+
+    def __init__(self, c_in, c_out, emb_dim):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(8, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(8, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.temporal_norm = nn.GroupNorm(8, c_out)
+        self.temporal_conv = nn.Conv1d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.temporal_conv.weight)  # starts as an image block; temporal mixing is learned
+        nn.init.zeros_(self.temporal_conv.bias)
+
+    def forward(self, x, emb):
+        # x: (B, T, C, H, W); emb: (B, T, E)
+        B, T = x.shape[:2]
+        x = rearrange(x, "b t c h w -> (b t) c h w")
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + rearrange(self.emb(emb), "b t c -> (b t) c 1 1")
+        h = self.skip(x) + self.conv2(F.silu(self.norm2(h)))
+        H, W = h.shape[-2:]
+        t = rearrange(self.temporal_norm(h), "(b t) c h w -> (b h w) c t", b=B)
+        h = h + rearrange(self.temporal_conv(F.silu(t)), "(b h w) c t -> (b t) c h w", b=B, h=H, w=W)
+        return rearrange(h, "(b t) c h w -> b t c h w", b=B)
+
+
+class AttnBlock(nn.Module):
+    """Spatial self-attention (optional), action-text cross-attention, temporal attention (optional)."""
+
+    def __init__(self, dim, cfg, spatial, temporal):
+        super().__init__()
+        self.spatial = Attention(dim, cfg.heads) if spatial else None
+        self.cross = Attention(dim, cfg.heads, context_dim=cfg.text_dim)
+        self.temporal = Attention(dim, cfg.heads) if temporal else None
+        self.K = cfg.chunk
+        self.frame_pos = nn.Embedding(4 * cfg.chunk + 1, dim)  # temporal position, by offset to the last context frame
+
+    def forward(self, x, text, offsets):
+        # x: (B, T, C, H, W); text: (B, L, D); offsets: (T,) frame index minus the last context frame's
+        B, T, C, H, W = x.shape
+        s = rearrange(x, "b t c h w -> (b t) (h w) c")
+        if self.spatial is not None:
+            s = self.spatial(s)
+        s = self.cross(s, context=repeat(text, "b l d -> (b t) l d", t=T))
+        if self.temporal is None:
+            return rearrange(s, "(b t) (h w) c -> b t c h w", b=B, h=H)
+        z = rearrange(s, "(b t) (h w) c -> (b h w) t c", b=B, h=H)
+        z = self.temporal(z, pos=self.frame_pos(offsets + 2 * self.K))
+        return rearrange(z, "(b h w) t c -> b t c h w", b=B, h=H)
+
+
+class TextEncoder(nn.Module):
+    """Action word ids (B, L) -> (B, L, D). A small learned encoder stands in for the paper's frozen CLIP
+    text encoder (our vocabulary has 8 words): word + position embeddings and one self-attention layer."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.word = nn.Embedding(len(data.VOCAB), dim)
+        self.pos = nn.Parameter(torch.randn(data.MAX_WORDS, dim) * 0.02)
+        self.attn = Attention(dim, heads)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, tokens):
+        h = self.attn(self.word(tokens) + self.pos)
+        return h + self.mlp(h)
+
+
+class VideoUNet(nn.Module):
+    """eps/v/x0 prediction for a clip of f_p clean context frames joined with f_g noisy target frames.
+
+    forward(x, t, tokens, n_ctx): x (B, T, 3, H, W); t (B, T) long noise levels, 0 for clean context frames
+    (our choice: the paper does not say how the network tells context from targets); tokens (B, L);
+    n_ctx = f_p. Returns (B, T, 3, H, W).
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        ch = [cfg.channels * m for m in cfg.mults]
+        E = 4 * cfg.channels
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.channels, E), nn.SiLU(), nn.Linear(E, E))
+        self.offset_emb = nn.Embedding(4 * cfg.chunk + 1, E)  # frame offset to the last context frame (our choice)
+        self.text = TextEncoder(cfg.text_dim, cfg.heads)
+        self.inp = nn.Conv2d(6 if cfg.cond_last_frame else 3, ch[0], 3, padding=1)
+        self.down, self.up = nn.ModuleList(), nn.ModuleList()
+        c_prev, skips = ch[0], []
+        for lv, c in enumerate(ch):
+            attn = AttnBlock(c, cfg, lv in cfg.attn_levels, lv in cfg.temporal_attn_levels)
+            last = lv == len(ch) - 1
+            self.down.append(nn.ModuleList([ResBlock(c_prev, c, E), attn,
+                                            nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1)]))
+            skips.append(c)
+            c_prev = c
+        self.mid1, self.mid_attn, self.mid2 = ResBlock(c_prev, c_prev, E), AttnBlock(c_prev, cfg, True, True), ResBlock(c_prev, c_prev, E)
+        for lv, c in reversed(list(enumerate(ch))):
+            attn = AttnBlock(c, cfg, lv in cfg.attn_levels, lv in cfg.temporal_attn_levels)
+            self.up.append(nn.ModuleList([ResBlock(c_prev + skips[lv], c, E), attn,
+                                          nn.Identity() if lv == 0 else nn.Conv2d(c, ch[lv - 1], 3, padding=1)]))
+            c_prev = c if lv == 0 else ch[lv - 1]
+        self.out = nn.Sequential(nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3, 3, padding=1))
+
+    def forward(self, x, t, tokens, n_ctx):
+        B, T = x.shape[:2]
+        K = self.cfg.chunk
+        offsets = torch.arange(T, device=x.device) - (n_ctx - 1)  # 0 = last context frame, 1..f_g = targets
+        emb = self.time_mlp(sinusoidal(t.flatten() * (1000.0 / self.cfg.timesteps), self.cfg.channels))
+        emb = rearrange(emb, "(b t) e -> b t e", b=B) + self.offset_emb(offsets + 2 * K)  # (B, T, E)
+        text = self.text(tokens)  # (B, L, D)
+        if self.cfg.cond_last_frame:  # every frame also sees the last clean context frame (our choice)
+            last = x[:, n_ctx - 1] if n_ctx > 0 else torch.zeros_like(x[:, 0])  # no context: zeros
+            x = torch.cat([x, repeat(last, "b c h w -> b t c h w", t=T)], dim=2)
+        h = rearrange(self.inp(rearrange(x, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=B)
+        hs = []
+        for res, attn, down in self.down:
+            h = attn(res(h, emb), text, offsets)
+            hs.append(h)
+            h = rearrange(down(rearrange(h, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=B)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb), text, offsets), emb)
+        for res, attn, up in self.up:
+            h = attn(res(torch.cat([h, hs.pop()], dim=2), emb), text, offsets)
+            if not isinstance(up, nn.Identity):
+                z = F.interpolate(rearrange(h, "b t c h w -> (b t) c h w"), scale_factor=2, mode="nearest")
+                h = rearrange(up(z), "(b t) c h w -> b t c h w", b=B)
+        return rearrange(self.out(rearrange(h, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=B)
+
+
+# ============================================================================= masked conditional diffusion
+class Diffusion:
+    """Gaussian diffusion over the target frames of a clip, conditioned on clean context frames.
+
+    Cosine schedule (Nichol & Dhariwal 2021): abar_t = cos^2(((t/T + s)/(1 + s)) pi/2) / abar_0, s = 0.008,
+    for t = 0..T; t = 0 means clean (that is how context frames are marked).
+    """
+
+    def __init__(self, cfg, device="cpu"):
+        self.cfg, self.T = cfg, cfg.timesteps
+        s = 0.008
+        f = torch.cos(((torch.arange(self.T + 1, dtype=torch.float64) / self.T + s) / (1 + s)) * math.pi / 2) ** 2
+        self.abar = (f / f[0]).clamp(min=1e-5).float().to(device)  # (T + 1,), abar[0] = 1; lives on the device
+
+    def _ab(self, t):
+        """abar_t shaped to broadcast over (B, T, C, H, W) from t of shape (B,) or ()."""
+        return self.abar[t].reshape(-1, 1, 1, 1, 1)
+
+    def q_sample(self, x0, t, eps):
+        """Forward process: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
+        ab = self._ab(t)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
+    def target(self, x0, t, eps):
+        """What the network regresses: eps (the paper), v = sqrt(abar) eps - sqrt(1 - abar) x_0, or x_0."""
+        ab = self._ab(t)
+        return {"eps": eps, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0, "x0": x0}[self.cfg.prediction]
+
+    def x0_eps(self, x_t, t, pred):
+        """The network output -> (x_0 estimate, eps estimate), inverting the forward process."""
+        ab = self._ab(t)
+        if self.cfg.prediction == "eps":  # x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)
+            return (x_t - (1 - ab).sqrt() * pred) / ab.sqrt(), pred
+        if self.cfg.prediction == "v":  # x_0 = sqrt(abar) x_t - sqrt(1 - abar) v;  eps = sqrt(1 - abar) x_t + sqrt(abar) v
+            return ab.sqrt() * x_t - (1 - ab).sqrt() * pred, (1 - ab).sqrt() * x_t + ab.sqrt() * pred
+        return pred, (x_t - ab.sqrt() * pred) / (1 - ab).sqrt()  # eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)
+
+    def loss(self, model, ctx, x0, tokens, p_uncond=0.0, generator=None):
+        """The masked conditional loss (slow learning):
+            L = E_{t, eps} || target - net([x_ctx ; x_t], t, a) ||^2   over the f_g target frames only.
+        ctx: (B, f_p, 3, H, W) clean; x0: (B, f_g, 3, H, W) clean targets; tokens: (B, L).
+        With f_p = 0 and the null action this is the fast loss of TEMP-LoRA (all frames noised, loss on all).
+        """
+        B, f_p = ctx.shape[:2]
+        dev = x0.device
+        t = torch.randint(1, self.T + 1, (B,), generator=generator, device="cpu").to(dev)  # one t per clip
+        eps = torch.randn(x0.shape, generator=generator, device="cpu").to(dev)
+        x_t = self.q_sample(x0, t, eps)
+        if p_uncond > 0:  # classifier-free guidance: drop the action with probability p_uncond
+            drop = (torch.rand(B, generator=generator, device="cpu") < p_uncond).to(dev)
+            tokens = torch.where(drop[:, None], null_tokens(B, dev), tokens)
+        t_frames = torch.cat([torch.zeros(B, f_p, dtype=torch.long, device=dev), t[:, None].expand(B, x0.shape[1])], 1)
+        pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p)[:, f_p:]  # the mask: targets only
+        return F.mse_loss(pred.float(), self.target(x0, t, eps))
+
+    @torch.no_grad()
+    def sample(self, model, ctx, tokens, n_frames, generator=None, steps=None, guidance=None, eta=None):
+        """DDIM (eta = 0) or DDPM-like ancestral (eta = 1) sampling of n_frames after the context.
+        At every step the clean context frames are put back in front of the noisy frames and only
+        the new frames are updated. ctx: (B, f_p, 3, H, W); returns (B, n_frames, 3, H, W)."""
+        steps = steps or self.cfg.sample_steps
+        g = self.cfg.guidance if guidance is None else guidance
+        eta = self.cfg.eta if eta is None else eta
+        B, f_p, C, H, W = ctx.shape
+        dev = ctx.device
+        x = torch.randn((B, n_frames, C, H, W), generator=generator, device="cpu").to(dev)
+        ts = torch.linspace(self.T, 0, steps + 1).round().long().tolist()  # T, ..., 0
+        null = null_tokens(B, dev)
+        for t, s in zip(ts[:-1], ts[1:]):
+            clip = torch.cat([ctx, x], dim=1)  # [x_ctx ; x_t]: context put back at every step
+            tf = torch.tensor([0] * f_p + [t] * n_frames, device=dev).expand(B, -1)
+            if g == 1.0:
+                pred = model(clip, tf, tokens, f_p)[:, f_p:]
+            else:  # pred = pred(null) + g (pred(a) - pred(null)), one batched forward
+                both = model(torch.cat([clip, clip]), torch.cat([tf, tf]), torch.cat([tokens, null]), f_p)[:, f_p:]
+                cond, uncond = both.chunk(2)
+                pred = uncond + g * (cond - uncond)
+            tt = torch.tensor(t, device=dev)
+            x0, eps = self.x0_eps(x, tt, pred.float())
+            x0 = x0.clamp(-1, 1)
+            ab_t, ab_s = self.abar[t], self.abar[s]
+            eps = (x - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()  # eps consistent with the clipped x_0
+            # DDIM: x_s = sqrt(abar_s) x_0 + sqrt(1 - abar_s - sigma^2) eps + sigma z,
+            #       sigma = eta sqrt((1 - abar_s) / (1 - abar_t)) sqrt(1 - abar_t / abar_s)
+            sigma = eta * ((1 - ab_s) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_s).sqrt()
+            noise = torch.randn(x.shape, generator=generator, device="cpu").to(dev) if eta > 0 and s > 0 else 0.0
+            x = ab_s.sqrt() * x0 + (1 - ab_s - sigma ** 2).clamp(min=0).sqrt() * eps + sigma * noise
+        return x
+
+
+def null_tokens(B, device):
+    """The null action (B, L): classifier-free guidance's unconditional branch and the fast loss use it."""
+    return torch.tensor([data.tokenize(data.NULL_ACTION)] * B, device=device)
+
+
+def action_tokens(actions, device):
+    """Action texts -> (B, L) word ids."""
+    return torch.tensor([data.tokenize(a) for a in actions], device=device)
+
+
+# ============================================================================= LoRA (the fast weights)
+class LoRA(nn.Module):
+    """A low-rank adapter around a frozen linear or conv layer:  W' = W + (alpha / r) B A
+    (the paper writes W' = W + A B^T; same thing, other names). A (r x in) starts random (Kaiming),
+    B (out x r) starts at zero, so the adapted layer equals the base layer exactly at init.
+    Merging is explicit: merge() folds (alpha / r) B A into W, unmerge() takes it out again."""
+
+    def __init__(self, base, rank, alpha):
+        super().__init__()
+        self.base, self.rank, self.scale, self.merged = base, rank, alpha / rank, False
+        w = base.weight  # Linear: (out, in); Conv: (out, in, *kernel)
+        self.lora_A = nn.Parameter(torch.empty(rank, *w.shape[1:], device=w.device))
+        self.lora_B = nn.Parameter(torch.zeros(w.shape[0], rank, device=w.device))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.register_buffer("A_init", self.lora_A.detach().clone(), persistent=False)
+
+    def delta_weight(self):
+        """(alpha / r) B A, shaped like the base weight."""
+        return self.scale * torch.einsum("or,r...->o...", self.lora_B, self.lora_A)
+
+    def forward(self, x):
+        y = self.base(x)
+        if self.merged:
+            return y
+        if isinstance(self.base, nn.Linear):  # y = W x + (alpha / r) B (A x)
+            return y + self.scale * F.linear(F.linear(x, self.lora_A), self.lora_B)
+        b = self.base  # conv: A is a rank-r conv with the base's kernel, B a 1x1 conv back to `out` channels
+        conv = F.conv1d if isinstance(b, nn.Conv1d) else F.conv2d
+        d = conv(x, self.lora_A, stride=b.stride, padding=b.padding, dilation=b.dilation)
+        return y + self.scale * conv(d, self.lora_B.reshape(*self.lora_B.shape, *[1] * (x.dim() - 2)))
+
+    @torch.no_grad()
+    def merge(self):
+        if not self.merged:
+            self.base.weight += self.delta_weight()
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self):
+        if self.merged:
+            self.base.weight -= self.delta_weight()
+            self.merged = False
+
+    @torch.no_grad()
+    def reset(self):
+        """Back to the fresh adapter (B = 0, A = its initial draw): the adapted model equals the base."""
+        self.unmerge()
+        self.lora_A.copy_(self.A_init)
+        self.lora_B.zero_()
+
+
+def _lora_sites(model, targets):
+    """(parent, attribute name) of every layer the target set names."""
+    sites = []
+    for name, mod in model.named_modules():
+        if name.startswith("text") or isinstance(mod, LoRA):
+            continue  # the action-text encoder keeps its slow weights only
+        if targets == "all":
+            sites += [(mod, n) for n, c in mod.named_children() if isinstance(c, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+        elif isinstance(mod, Attention) and (targets == "attn" or name.endswith(".temporal")):
+            sites += [(mod, n) for n in ("to_q", "to_k", "to_v", "to_out")]
+        elif isinstance(mod, ResBlock) and targets == "temporal":
+            sites.append((mod, "temporal_conv"))
+    return sites
+
+
+LORA_TARGETS = ("temporal", "attn", "all")
+
+
+def add_lora(model, targets="temporal", rank=8, alpha=8.0, seed=0):
+    """Wraps the target layers in LoRA (temporal: temporal attention + temporal conv, the abstract's
+    "temporal LoRA"; attn: every attention projection; all: every linear and conv). Returns the LoRAs."""
+    if targets not in LORA_TARGETS:
+        raise ValueError(f"unknown LoRA targets {targets!r}; use one of {list(LORA_TARGETS)}")
+    torch.manual_seed(seed)  # A's random init is part of the method: fix it
+    for parent, attr in _lora_sites(model, targets):
+        setattr(parent, attr, LoRA(getattr(parent, attr), rank, alpha))
+    return lora_modules(model)
+
+
+def lora_modules(model):
+    return [m for m in model.modules() if isinstance(m, LoRA)]
+
+
+def lora_parameters(model):
+    return [p for m in lora_modules(model) for p in (m.lora_A, m.lora_B)]
+
+
+def lora_state(model):
+    """The fast weights Theta as a state dict (LoRA-sized: this is the episodic memory)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if ".lora_" in k}
+
+
+def load_lora_state(model, state):
+    missing = set(lora_state(model)) ^ set(state)
+    if missing:
+        raise ValueError(f"LoRA state does not match the model's LoRA layers (differs in {sorted(missing)[:3]}...)")
+    model.load_state_dict(state, strict=False)
+
+
+def reset_lora(model):
+    for m in lora_modules(model):
+        m.reset()
+
+
+def slow_state_dict(model):
+    """The slow weights Phi with LoRA wrappers taken out (keys as in a model without LoRA)."""
+    return {k.replace(".base.", "."): v for k, v in model.state_dict().items() if ".lora_" not in k}
+
+
+def set_trainable(model, which):
+    """which = 'slow': Phi trains, Theta frozen; 'fast': Theta trains, Phi frozen."""
+    lora = set(map(id, lora_parameters(model)))
+    for p in model.parameters():
+        p.requires_grad_((id(p) in lora) == (which == "fast"))
+
+
+# ============================================================================= fast learning (Algorithm 1a)
+def fast_window(history, cfg, rng):
+    """The clip the TEMP-LoRA learns from after a chunk; history: list of (1, T_i, 3, H, W) chunks, the
+    first one the start frame. Returns (context, target, use_action):
+      local    [X_{i-1} ; X_i] as targets, no context, null action (the paper's local rule)
+      original context X_{i-1} (clean), target X_i, with the action (text Temp-LoRA, Wang et al. 2024)
+      global   [X_{j-1} ; X_j] for a j drawn from the whole generated history (the paper's ablation)."""
+    i = len(history) - 1
+    if cfg.fast_rule == "global":
+        i = int(rng.integers(1, len(history)))
+    prev, cur = history[i - 1], history[i]
+    if cfg.fast_rule == "original":
+        return prev, cur, True
+    return prev[:, :0], torch.cat([prev, cur], dim=1), False
+
+
+def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None):
+    """Theta <- Theta - lr * Adam(grad_Theta L_fast), Phi frozen; returns the last loss.
+    L_fast = E || target - net_{Phi+Theta}(z'_t, t, a) ||^2 (see Diffusion.loss)."""
+    set_trainable(model, "fast")
+    loss = torch.zeros(())
+    for _ in range(steps):
+        loss = diffusion.loss(model, ctx, x0, tokens, generator=generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0, memory=None, progress=None):
+    """Chunk-by-chunk generation (context = the previous chunk), with TEMP-LoRA fast learning after every
+    chunk when `fast` (Algorithm 1a). first_frame: (H, W, 3) uint8; actions: one text per chunk.
+    memory: a dict from a previous call's result["memory"] to continue from (LoRA, optimizer, chunk, context).
+    Returns dict(frames=(N, H, W, 3) uint8 for the new frames (the start frame first unless continuing),
+    fast_losses, memory)."""
+    fast = cfg.fast if fast is None else fast
+    dev = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model.eval()
+    opt = None
+    if fast:
+        if not lora_modules(model):
+            raise ValueError("fast learning needs LoRA layers: call add_lora(model, ...) first")
+        reset_lora(model)  # fresh fast weights for every episode
+        opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr)  # one optimizer per episode
+    if memory is None:
+        history = [to_model(first_frame[None, None], dev)]  # (1, 1, 3, H, W)
+        out, chunk0 = [history[0]], 0
+    else:
+        history, out, chunk0 = [m.to(dev) for m in memory["history"]], [], memory["chunk"]
+        if fast:
+            load_lora_state(model, memory["lora"])
+            opt.load_state_dict(memory["opt"])
+        gen.set_state(memory["gen"])
+        rng.bit_generator.state = memory["rng"]
+    losses = []
+    for a in (progress or (lambda x: x))(actions):
+        tokens = action_tokens([a], dev)
+        y = diffusion.sample(model, history[-1], tokens, cfg.chunk, generator=gen)  # (1, K, 3, H, W)
+        history.append(y)
+        out.append(y)
+        if fast:  # store this chunk in the fast weights before generating the next one
+            ctx, x0, use_action = fast_window(history, cfg, rng)
+            tok = tokens if use_action else null_tokens(1, dev)
+            losses.append(fast_update(model, diffusion, opt, ctx, x0, tok, cfg.fast_steps, gen))
+            model.eval()
+    history = history[-2:] if cfg.fast_rule != "global" else history
+    memory = dict(history=[h.cpu() for h in history], chunk=chunk0 + len(actions), gen=gen.get_state(),
+                  rng=rng.bit_generator.state, lora=lora_state(model) if fast else {},
+                  opt=opt.state_dict() if fast else {})
+    return dict(frames=to_frames(torch.cat(out, dim=1))[0], fast_losses=losses, memory=memory)
+
+
+# ============================================================================= checkpoints
+def save_checkpoint(path, state):
+    """Atomic write: a temp file in the same folder, fsync, then rename over the old one."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, require=("config", "model")):
+    """torch.load(weights_only=True): a file crafted to run code is refused. Errors name the file."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, or a pickle that asks for code: all refused here
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise ValueError(f"{path}: not a readable sfvgen checkpoint ({type(e).__name__}: {msg})") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in require):
+        raise ValueError(f"{path}: not an sfvgen checkpoint (expected a dict with keys {list(require)})")
+    if "config" in ckpt:
+        unknown = set(ckpt["config"]) - {f.name for f in fields(Config)}
+        if unknown:
+            raise ValueError(f"{path}: checkpoint from an incompatible config (unknown fields {sorted(unknown)})")
+    return ckpt
+
+
+def load_model(path, device="cpu", weights="ema"):
+    """Rebuilds the UNet from a checkpoint's own config. Returns (model, cfg, ckpt)."""
+    ckpt = load_checkpoint(path)
+    cfg = Config(**ckpt["config"])
+    model = VideoUNet(cfg)
+    try:
+        model.load_state_dict(ckpt.get(weights) or ckpt["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the config stored with them ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), cfg, ckpt

@@ -1,0 +1,188 @@
+"""Tests for metrics.py: each checks a property that a wrong formula would break."""
+
+import numpy as np
+
+import metrics
+
+
+def smooth_texture(height, width, seed, cell=8):
+    """Low-frequency RGB image: a random grid upsampled bilinearly, uint8 (H, W, 3)."""
+    rng = np.random.default_rng(seed)
+    grid = rng.uniform(40, 215, size=(height // cell + 1, width // cell + 1, 3))
+
+    def interp_matrix(n_out, n_in):
+        # row r holds the linear-interpolation weights of output pixel r
+        pos = np.arange(n_out) * (n_in - 1) / (n_out - 1)
+        lo = np.minimum(np.floor(pos).astype(int), n_in - 2)
+        frac = pos - lo
+        m = np.zeros((n_out, n_in))
+        m[np.arange(n_out), lo] = 1 - frac
+        m[np.arange(n_out), lo + 1] = frac
+        return m
+
+    rows, cols = interp_matrix(height, grid.shape[0]), interp_matrix(width, grid.shape[1])
+    image = np.einsum("hi,ijc,wj->hwc", rows, grid, cols)
+    return np.round(image).astype(np.uint8)
+
+
+def pan(image, n_frames, size=32):
+    """Video of a size x size window sliding 1 px per frame to the right: (N, size, size, 3)."""
+    return np.stack([image[:size, t:t + size] for t in range(n_frames)])
+
+
+def add_noise(frames, sigma, seed=0):
+    rng = np.random.default_rng(seed)
+    noisy = frames.astype(np.float64) + rng.normal(0, sigma, frames.shape)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- psnr
+
+
+def test_psnr_identical_is_cap():
+    a = smooth_texture(32, 32, seed=0)
+    assert metrics.psnr(a, a) == metrics.PSNR_CAP
+    assert np.all(metrics.psnr_per_frame(a[None], a[None]) == metrics.PSNR_CAP)
+
+
+def test_psnr_uniform_error():
+    a = np.full((2, 16, 16, 3), 100, dtype=np.uint8)
+    b = a + 10  # no clipping, so mse = 100 exactly
+    assert abs(metrics.psnr(a, b) - 10 * np.log10(255.0**2 / 100.0)) < 1e-6
+
+
+def test_psnr_gaussian_noise():
+    grey = np.full((4, 64, 64, 3), 128, dtype=np.uint8)  # mid-grey so 4 sigma never clips
+    for sigma in (5.0, 10.0):
+        value = metrics.psnr(grey, add_noise(grey, sigma))
+        assert abs(value - 20 * np.log10(255.0 / sigma)) < 0.3
+    per_frame = metrics.psnr_per_frame(grey, add_noise(grey, 5.0))
+    assert per_frame.shape == (4,)
+
+
+# ---------------------------------------------------------------- ssim
+
+
+def test_ssim_identical_is_one():
+    a = smooth_texture(32, 32, seed=1)
+    assert abs(metrics.ssim(a, a) - 1.0) < 1e-12
+    small = a[:8, :8]  # smaller than the 11 px window: falls back to a smaller one
+    assert abs(metrics.ssim(small, small) - 1.0) < 1e-12
+
+
+def test_ssim_decreases_with_noise():
+    a = pan(smooth_texture(32, 64, seed=2), 3)
+    scores = [metrics.ssim(a, add_noise(a, s)) for s in (5.0, 15.0, 30.0)]
+    assert 1.0 > scores[0] > scores[1] > scores[2]
+    assert metrics.ssim_per_frame(a, add_noise(a, 5.0)).shape == (3,)
+
+
+def test_ssim_symmetric():
+    a = smooth_texture(32, 32, seed=3)
+    b = add_noise(a, 20.0)
+    assert abs(metrics.ssim(a, b) - metrics.ssim(b, a)) < 1e-12
+
+
+def test_ssim_brightness_shift_beats_noise_of_same_mse():
+    a = smooth_texture(32, 32, seed=4)  # values in [40, 215], so +10 does not clip
+    shifted = a + 10  # mse 100, structure intact
+    noisy = add_noise(a, 10.0)  # mse about 100, structure damaged
+    s_shift, s_noise = metrics.ssim(a, shifted), metrics.ssim(a, noisy)
+    assert s_shift < 1.0
+    assert s_shift > s_noise
+
+
+# ---------------------------------------------------------------- scene cuts
+
+
+def test_smooth_pan_has_no_cuts():
+    video = pan(smooth_texture(32, 96, seed=5), 30)
+    assert metrics.scene_cuts(video) == []
+    assert metrics.count_scene_cuts(video) == 0
+
+
+def test_jump_to_new_texture_is_one_cut():
+    first = pan(smooth_texture(32, 96, seed=6), 30)
+    second = pan(smooth_texture(32, 96, seed=7), 30)
+    video = np.concatenate([first, second])
+    assert metrics.scene_cuts(video) == [30]
+
+
+# ---------------------------------------------------------------- scene revisit consistency
+
+
+def test_revisit_pairs_out_and_back():
+    positions = np.array([(0, 0), (0, 4), (0, 8), (0, 4), (0, 0)])
+    assert metrics.revisit_pairs(positions, min_gap=1) == [(1, 3), (0, 4)]
+    assert metrics.revisit_pairs(positions, min_gap=10) == []
+
+
+def test_src_identical_generation_hits_cap():
+    video = pan(smooth_texture(32, 64, seed=8), 5)
+    positions = np.array([(0, 0), (0, 4), (0, 8), (0, 4), (0, 0)])
+    result = metrics.src_metrics(video, video, positions, min_gap=1)
+    assert result["n_pairs"] == 2
+    assert result["revisit_psnr"] == metrics.PSNR_CAP
+    assert abs(result["revisit_ssim"] - 1.0) < 1e-12
+
+
+def test_src_compares_with_first_visit():
+    a = smooth_texture(32, 32, seed=9)
+    b = smooth_texture(32, 32, seed=10)
+    # frames 0, 2, 4 share a position; frame 4 copies the first visit (0), not the
+    # second (2), so only comparing against the first visit gives the cap
+    video = np.stack([a, b, b, a, a])
+    positions = np.array([(0, 0), (1, 0), (0, 0), (2, 0), (0, 0)])
+    result = metrics.src_metrics(video, video, positions, min_gap=3)
+    assert result["n_pairs"] == 1
+    assert result["src_psnr"] == metrics.PSNR_CAP
+
+
+def test_src_no_pairs_is_nan():
+    video = pan(smooth_texture(32, 64, seed=11), 3)
+    result = metrics.src_metrics(video, video, np.array([(0, 0), (0, 1), (0, 2)]), min_gap=1)
+    assert result["n_pairs"] == 0
+    assert np.isnan(result["src_psnr"]) and np.isnan(result["revisit_ssim"])
+
+
+# ---------------------------------------------------------------- frechet distance
+
+
+def test_frechet_self_is_zero():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(200, 8)) @ rng.normal(size=(8, 8))  # correlated features
+    scale = np.trace(np.cov(feats, rowvar=False))
+    assert abs(metrics.frechet_distance(feats, feats)) < 1e-6 * scale
+
+
+def test_frechet_from_stats_exact():
+    # 1D: (0, 1) vs (3, 4) gives 9 + 1 + 4 - 2 * sqrt(1 * 4) = 10
+    assert abs(metrics.frechet_from_stats(np.zeros(1), np.eye(1), np.full(1, 3.0), 4 * np.eye(1)) - 10.0) < 1e-12
+    # diagonal covariances commute: sum((sqrt(a) - sqrt(b))^2) + ||d||^2
+    var_a, var_b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 16.0])
+    d = np.array([1.0, -2.0, 0.5])
+    expected = np.sum(d**2) + np.sum((np.sqrt(var_a) - np.sqrt(var_b)) ** 2)
+    got = metrics.frechet_from_stats(np.zeros(3), np.diag(var_a), d, np.diag(var_b))
+    assert abs(got - expected) < 1e-9
+
+
+def test_frechet_samples_approach_mean_shift():
+    rng = np.random.default_rng(1)
+    d = np.array([1.0, 2.0, 0.0, -1.0])  # ||d||^2 = 6
+    a = rng.normal(size=(20000, 4))
+    b = rng.normal(size=(20000, 4)) + d
+    assert abs(metrics.frechet_distance(a, b) - 6.0) < 0.1
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_ci_contains_mean_and_shrinks():
+    rng = np.random.default_rng(2)
+    small = rng.normal(5.0, 2.0, size=50)
+    large = rng.normal(5.0, 2.0, size=200)
+    mean, low, high = metrics.bootstrap_ci(small)
+    assert low <= mean <= high
+    assert abs(mean - small.mean()) < 1e-12
+    _, low_l, high_l = metrics.bootstrap_ci(large)
+    assert high_l - low_l < high - low

@@ -1,0 +1,200 @@
+"""Slow learning: train the masked conditional video diffusion model on the action world.
+
+    python train.py --preset tiny --out runs/tiny            # train (2-core CPU friendly)
+    python train.py --preset tiny --out runs/tiny --resume   # continue exactly where it stopped
+    python train.py --export runs/tiny/ckpt.pt small.pt      # EMA weights in half precision (for sharing)
+
+Reads top to bottom: config, device, seed, model, optimizer, resume, loop (data -> masked loss -> step
+-> EMA -> log / validate / checkpoint). `main(cfg)` is what tests call for a few steps.
+"""
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import data
+import sfvgen
+from sfvgen import Diffusion, VideoUNet, to_model
+
+
+def lr_at(cfg, step):
+    """Linear warmup to cfg.lr, then cosine decay to 0.1 * cfg.lr at max_steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state(rng):
+    return dict(python=random.getstate(), numpy=rng.bit_generator.state, torch=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+
+def set_rng_state(rng, state):
+    random.setstate(state["python"])
+    rng.bit_generator.state = state["numpy"]
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def batch_to(device, batch):
+    """numpy (context, tokens, target) -> model tensors on the device."""
+    ctx, tok, tgt = batch
+    return to_model(ctx, device), torch.as_tensor(tok, device=device), to_model(tgt, device)
+
+
+@torch.no_grad()
+def validation_loss(model, diffusion, cfg, device, n_batches=4):
+    """Masked loss on fixed validation worlds and a fixed noise draw (comparable across steps)."""
+    rng, gen = np.random.default_rng(1234), torch.Generator().manual_seed(1234)
+    losses = []
+    for k in range(n_batches):
+        ctx, tok, tgt = batch_to(device, data.sample_batch(rng, cfg.val_seeds, cfg.batch, cfg.world(), n_ctx=k % cfg.chunk + 1))
+        losses.append(float(diffusion.loss(model, ctx, tgt, tok, generator=gen)))
+    return sum(losses) / len(losses)
+
+
+def sample_gif(model, diffusion, cfg, path):
+    """Generated | ground truth on one validation world, 4 chunks out and 4 back."""
+    seed = cfg.val_seeds[0]
+    actions = ["go right"] * 4 + ["go left"] * 4
+    truth, _ = data.render_episode(seed, actions, cfg.world())
+    gen = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast=False, seed=0)["frames"]
+    data.write_gif(path, np.concatenate([gen, truth], axis=2).repeat(3, 1).repeat(3, 2))
+
+
+def main(cfg, quiet=False):
+    """Slow learning. Returns {"losses": [...], "step": final step}."""
+    device = sfvgen.pick_device(cfg.device)
+    torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later GPUs
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)  # the data stream
+    os.makedirs(cfg.out, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out, "ckpt.pt")
+    if not os.access(cfg.out, os.W_OK):
+        raise SystemExit(f"error: output folder {cfg.out} is not writable")
+
+    model = VideoUNet(cfg).to(device)
+    if cfg.init and not cfg.resume:
+        model.load_state_dict(sfvgen.load_model(cfg.init)[0].state_dict())
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    fused = device.type == "cuda"
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=fused, foreach=None if fused else True)
+    step = 0
+    pool = data.WorldPool(cfg.train_seeds, rng)
+    if cfg.resume:
+        ckpt = sfvgen.load_checkpoint(ckpt_path, require=("config", "model", "ema", "optimizer", "step", "rng"))
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step = ckpt["step"]
+        set_rng_state(rng, ckpt["rng"])
+        pool.seeds = list(ckpt["pool"])
+        if not quiet:
+            print(f"resumed from {ckpt_path} at step {step}")
+    diffusion = Diffusion(cfg, device)
+    net = torch.compile(model) if cfg.compile and device.type == "cuda" else model
+    use_bf16 = cfg.bf16 and device.type == "cuda"
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def checkpoint():
+        sfvgen.save_checkpoint(ckpt_path, dict(config=dataclass_dict(cfg), step=step, model=model.state_dict(),
+                                               ema=ema.state_dict(), optimizer=opt.state_dict(), rng=rng_state(rng), pool=pool.seeds))
+
+    losses, t_start = [], time.time()
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=quiet, desc=f"slow learning ({n_params / 1e6:.2f}M params, {device})")
+    try:
+        while step < cfg.max_steps:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, step)
+            seeds = pool.step(rng)
+            ctx, tok, tgt = batch_to(device, data.sample_batch(rng, seeds, cfg.batch, cfg.world()))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond)
+            if not torch.isfinite(loss):
+                kept = f"the last good checkpoint is kept at {ckpt_path}" if os.path.exists(ckpt_path) else "no checkpoint was written yet"
+                raise SystemExit(f"error: loss is {float(loss)} at step {step}; stopping ({kept}). "
+                                 f"Try a lower --lr or a larger --warmup.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # EMA: theta_ema = d theta_ema + (1 - d) theta
+            with torch.no_grad():
+                torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+            step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_at(cfg, step):.1e}")
+            if step % cfg.log_every == 0 and not quiet:
+                bar.write(json.dumps(dict(step=step, loss=round(sum(losses[-cfg.log_every:]) / cfg.log_every, 5),
+                                          minutes=round((time.time() - t_start) / 60, 2))))
+            if step % cfg.eval_every == 0 and not quiet:
+                val = validation_loss(ema, diffusion, cfg, device)
+                sample_gif(ema, diffusion, cfg, os.path.join(cfg.out, f"sample_{step:06d}.gif"))
+                bar.write(json.dumps(dict(step=step, val_loss=round(val, 5))))
+            out_of_time = cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes
+            if step % cfg.ckpt_every == 0 or step == cfg.max_steps or out_of_time:
+                checkpoint()
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                checkpoint()
+                export(ckpt_path, os.path.join(cfg.out, f"snap_{step:06d}.pt"), quiet=True)
+            if out_of_time:
+                bar.write(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
+                break
+    except KeyboardInterrupt:
+        checkpoint()
+        print(f"\ninterrupted at step {step}: checkpoint saved to {ckpt_path}; continue with the same flags and --resume on")
+        sys.exit(130)
+    finally:
+        bar.close()
+    return dict(losses=losses, step=step)
+
+
+def dataclass_dict(cfg):
+    from dataclasses import asdict
+    return asdict(cfg)
+
+
+def export(src, dst, quiet=False):
+    """A small sharing checkpoint: config, step and the EMA weights in half precision."""
+    ckpt = sfvgen.load_checkpoint(src)
+    weights = ckpt.get("ema") or ckpt["model"]
+    small = dict(config=ckpt["config"], step=ckpt.get("step", 0),
+                 model={k: v.half() if v.is_floating_point() else v for k, v in weights.items()})
+    sfvgen.save_checkpoint(dst, small)
+    if not quiet:
+        print(f"wrote {dst} ({os.path.getsize(dst) / 1e6:.1f} MB, step {small['step']})")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--export":
+        export(sys.argv[2], sys.argv[3])
+        sys.exit(0)
+    parser = sfvgen.config_parser(__doc__.split("\n")[0])
+    args = parser.parse_args()
+    try:
+        cfg = sfvgen.config_from_args(args)
+        if cfg.resume and args.preset is None:  # resume keeps the stored config unless flags say otherwise
+            stored = sfvgen.load_checkpoint(os.path.join(cfg.out, "ckpt.pt"))["config"]
+            cfg = sfvgen.config_from_args(args, base=sfvgen.Config(**stored))
+    except ValueError as e:
+        parser.error(str(e))
+    main(cfg)
