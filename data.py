@@ -226,7 +226,7 @@ KINDS = ("random", "out-and-back", "loop", "go-back")
 def make_actions(kind, rng, n=4):
     """Action lists for one episode. n: chunks of the outward leg (random: the whole episode has 2n).
 
-    out-and-back: n chunks away (no immediate reversal), then the same path reversed with explicit
+    out-and-back: n chunks away (a path that never crosses itself), then the same path reversed with explicit
     actions; the start is revisited 2n chunks after it was first seen (n >= 2 puts that at least two
     context windows of 2 chunks away). loop: a closed rectangle (e.g. right, down, left, up).
     go-back: n moves, then n 'go back' chunks (the planning task).
@@ -234,10 +234,10 @@ def make_actions(kind, rng, n=4):
     dirs = ["go left", "go right", "go up", "go down"]
     if kind == "random":
         return [str(a) for a in rng.choice(dirs + ["stay", "go back"], size=2 * n, p=[.2, .2, .2, .2, .1, .1])]
-    out = []
-    for _ in range(n):
-        allowed = [d for d in dirs if not out or d != OPPOSITE[out[-1]]]
-        out.append(str(rng.choice(allowed)))
+    # the outward leg is a monotone staircase (each chunk goes one of two fixed directions), so it never
+    # crosses itself: everything it shows is new, and the return revisits only the outward leg
+    pair = [str(rng.choice(["go left", "go right"])), str(rng.choice(["go up", "go down"]))]
+    out = [pair[int(k)] for k in rng.integers(0, 2, size=n)]
     if kind == "out-and-back":
         return out + [OPPOSITE[a] for a in reversed(out)]
     if kind == "go-back":

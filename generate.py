@@ -73,9 +73,9 @@ def score(gen, truth, positions, cfg, n_return):
                             for i in range((len(gen) - 1) // K)])
 
 
-def run(model, diffusion, cfg, first, actions, fast, seed, memory=None, progress=False):
+def run(model, diffusion, cfg, first, actions, fast, seed, memory=None, progress=False, frozen_lora=None):
     t0 = time.time()
-    res = sfvgen.generate_long(model, diffusion, cfg, first, actions, fast=fast, seed=seed, memory=memory,
+    res = sfvgen.generate_long(model, diffusion, cfg, first, actions, fast=fast, seed=seed, memory=memory, frozen_lora=frozen_lora,
                                progress=(lambda x: tqdm(x, desc="chunks", leave=False)) if progress else None)
     res["seconds_per_frame"] = (time.time() - t0) / (len(actions) * cfg.chunk)
     return res
@@ -174,8 +174,8 @@ def cmd_eval(args, model, cfg, diffusion):
             truth, positions = data.render_episode(seed, actions, c.world())
             if control == "wrong":  # memory of another world's episode, frozen: does any LoRA help?
                 other = episodes[(k + 1) % len(episodes)]
-                run(m, diffusion, c, data.render_episode(other[0], other[1], c.world())[0][0], other[1], True, c.seed)
-                res = run(m, diffusion, c, truth[0], actions, False, c.seed)  # the LoRA stays as it is
+                wrong = run(m, diffusion, c, data.render_episode(other[0], other[1], c.world())[0][0], other[1], True, c.seed)
+                res = run(m, diffusion, c, truth[0], actions, False, c.seed, frozen_lora=wrong["memory"]["lora"])
             else:
                 res = run(m, diffusion, c, truth[0], actions, fast, c.seed)
             scores.append(score(res["frames"], truth, positions, c, n_ret))

@@ -178,7 +178,7 @@ def validate(cfg):
         (cfg.canvas >= 2 * cfg.size, f"--canvas {cfg.canvas} must be at least twice --size {cfg.size}"),
         (all(0 <= lv < len(cfg.mults) for lv in cfg.attn_levels + cfg.temporal_attn_levels),
          f"attention levels must lie in 0..{len(cfg.mults) - 1}"),
-        (cfg.channels * min(cfg.mults) % 8 == 0, "--channels times every mult must be divisible by 8 (GroupNorm)"),
+        (all(cfg.channels * m % 8 == 0 for m in cfg.mults), "--channels times every mult must be divisible by 8 (GroupNorm)"),
         (cfg.sample_steps <= cfg.timesteps, "--sample-steps must not exceed --timesteps"),
         (cfg.train_seeds[1] <= cfg.val_seeds[0] and cfg.val_seeds[1] <= cfg.test_seeds[0],
          "seed ranges must be ordered and disjoint: train < val < test"),
@@ -427,6 +427,13 @@ class Diffusion:
         pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p)[:, f_p:]  # the mask: targets only
         return F.mse_loss(pred.float(), self.target(x0, t, eps))
 
+    def guided(self, model, clip, t_frames, tokens, f_p, g):
+        """Classifier-free guidance: pred = pred(null) + g (pred(a) - pred(null)), in one batched forward."""
+        null = null_tokens(clip.shape[0], clip.device)
+        both = model(torch.cat([clip, clip]), torch.cat([t_frames, t_frames]), torch.cat([tokens, null]), f_p)[:, f_p:]
+        cond, uncond = both.chunk(2)
+        return uncond + g * (cond - uncond)
+
     @torch.no_grad()
     def sample(self, model, ctx, tokens, n_frames, generator=None, steps=None, guidance=None, eta=None):
         """DDIM (eta = 0) or DDPM-like ancestral (eta = 1) sampling of n_frames after the context.
@@ -439,16 +446,10 @@ class Diffusion:
         dev = ctx.device
         x = torch.randn((B, n_frames, C, H, W), generator=generator, device="cpu").to(dev)
         ts = torch.linspace(self.T, 0, steps + 1).round().long().tolist()  # T, ..., 0
-        null = null_tokens(B, dev)
         for t, s in zip(ts[:-1], ts[1:]):
             clip = torch.cat([ctx, x], dim=1)  # [x_ctx ; x_t]: context put back at every step
             tf = torch.tensor([0] * f_p + [t] * n_frames, device=dev).expand(B, -1)
-            if g == 1.0:
-                pred = model(clip, tf, tokens, f_p)[:, f_p:]
-            else:  # pred = pred(null) + g (pred(a) - pred(null)), one batched forward
-                both = model(torch.cat([clip, clip]), torch.cat([tf, tf]), torch.cat([tokens, null]), f_p)[:, f_p:]
-                cond, uncond = both.chunk(2)
-                pred = uncond + g * (cond - uncond)
+            pred = model(clip, tf, tokens, f_p)[:, f_p:] if g == 1.0 else self.guided(model, clip, tf, tokens, f_p, g)
             tt = torch.tensor(t, device=dev)
             x0, eps = self.x0_eps(x, tt, pred.float())
             x0 = x0.clamp(-1, 1)
@@ -618,10 +619,12 @@ def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None):
     return loss.item()
 
 
-def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0, memory=None, progress=None):
+def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0, memory=None, progress=None,
+                  frozen_lora=None):
     """Chunk-by-chunk generation (context = the previous chunk), with TEMP-LoRA fast learning after every
     chunk when `fast` (Algorithm 1a). first_frame: (H, W, 3) uint8; actions: one text per chunk.
     memory: a dict from a previous call's result["memory"] to continue from (LoRA, optimizer, chunk, context).
+    Without fast learning any LoRA layers are reset (no memory), or hold `frozen_lora` (a control).
     Returns dict(frames=(N, H, W, 3) uint8 for the new frames (the start frame first unless continuing),
     fast_losses, memory)."""
     fast = cfg.fast if fast is None else fast
@@ -630,6 +633,10 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
     rng = np.random.default_rng(seed)
     model.eval()
     opt = None
+    if not fast and lora_modules(model):
+        reset_lora(model)
+        if frozen_lora is not None:
+            load_lora_state(model, frozen_lora)
     if fast:
         if not lora_modules(model):
             raise ValueError("fast learning needs LoRA layers: call add_lora(model, ...) first")

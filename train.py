@@ -130,7 +130,7 @@ def main(cfg, quiet=False):
                 loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond)
             if not torch.isfinite(loss):
                 kept = f"the last good checkpoint is kept at {ckpt_path}" if os.path.exists(ckpt_path) else "no checkpoint was written yet"
-                raise SystemExit(f"error: loss is {float(loss)} at step {step}; stopping ({kept}). "
+                raise SystemExit(f"error: loss is {loss.item()} at step {step}; stopping ({kept}). "
                                  f"Try a lower --lr or a larger --warmup.")
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,14 @@
+"""Shared test helpers: a micro config small enough that every test runs on a CPU in seconds."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import sfvgen  # noqa: E402
+
+
+def micro_cfg(**overrides):
+    base = dict(size=16, canvas=64, speed=2, chunk=2, channels=8, mults=(1, 2), attn_levels=(1,),
+                temporal_attn_levels=(1,), heads=2, text_dim=16, timesteps=100, sample_steps=4, batch=4,
+                warmup=5, max_steps=4, log_every=1000, eval_every=1000, ckpt_every=2, threads=1)
+    return sfvgen.Config(**{**base, **overrides})

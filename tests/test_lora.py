@@ -1,0 +1,121 @@
+"""Fast learning: the hand-written LoRA and TEMP-LoRA generation (Algorithm 1a)."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import micro_cfg
+
+import data
+import sfvgen
+
+
+def model_and_inputs(seed=0):
+    cfg = micro_cfg()
+    torch.manual_seed(seed)
+    model = sfvgen.VideoUNet(cfg).eval()
+    x = torch.randn(1, 4, 3, cfg.size, cfg.size)
+    t = torch.tensor([[0, 0, 40, 40]])
+    return model, cfg, (x, t, sfvgen.action_tokens(["go up"], "cpu"), 2)
+
+
+@pytest.mark.parametrize("targets", sfvgen.LORA_TARGETS)
+def test_lora_at_init_equals_the_base_model_exactly(targets):
+    model, cfg, inputs = model_and_inputs()
+    with torch.no_grad():
+        base = model(*inputs)
+        layers = sfvgen.add_lora(model, targets, rank=4, alpha=4)
+        assert layers and all(torch.count_nonzero(m.lora_A) > 0 and torch.count_nonzero(m.lora_B) == 0 for m in layers)
+        assert torch.equal(model(*inputs), base)
+
+
+def test_target_sets_cover_what_they_say():
+    counts = {}
+    for targets in sfvgen.LORA_TARGETS:
+        model, _, _ = model_and_inputs()
+        layers = sfvgen.add_lora(model, targets)
+        counts[targets] = len(layers)
+        if targets == "temporal":  # temporal attention projections and temporal convs only
+            names = [n for n, m in model.named_modules() if isinstance(m, sfvgen.LoRA)]
+            assert all(".temporal." in n or n.endswith("temporal_conv") for n in names)
+            assert any(n.endswith("temporal_conv") for n in names)
+    assert counts["temporal"] < counts["attn"] < counts["all"]
+
+
+def randomise_lora(model, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in sfvgen.lora_parameters(model):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def test_merged_equals_unmerged_and_unmerge_restores_the_base():
+    model, cfg, inputs = model_and_inputs()
+    base_weights = copy.deepcopy(sfvgen.slow_state_dict(model))
+    sfvgen.add_lora(model, "all", rank=4, alpha=8)
+    randomise_lora(model)
+    with torch.no_grad():
+        unmerged = model(*inputs)
+        for m in sfvgen.lora_modules(model):
+            m.merge()
+        merged = model(*inputs)
+        model.train()  # train()/eval() never merge or unmerge
+        model.eval()
+        assert all(m.merged for m in sfvgen.lora_modules(model))
+        for m in sfvgen.lora_modules(model):
+            m.unmerge()
+    assert torch.allclose(merged, unmerged, atol=1e-5)
+    assert not torch.allclose(unmerged, model_and_inputs()[0](*inputs), atol=1e-4)  # the LoRA does change things
+    for k, v in sfvgen.slow_state_dict(model).items():
+        assert torch.allclose(v, base_weights[k], atol=1e-6)
+
+
+def test_fast_learning_changes_only_lora_parameters_and_reset_restores_the_fresh_adapter():
+    model, cfg, inputs = model_and_inputs()
+    with torch.no_grad():
+        base_out = model(*inputs)
+    sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
+    slow_before = copy.deepcopy(sfvgen.slow_state_dict(model))
+    lora_before = sfvgen.lora_state(model)
+    diff = sfvgen.Diffusion(cfg)
+    opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=1e-2)
+    x0 = torch.rand(1, 4, 3, cfg.size, cfg.size) * 2 - 1
+    sfvgen.fast_update(model, diff, opt, x0[:, :0], x0, sfvgen.null_tokens(1, "cpu"), steps=3)
+    for k, v in sfvgen.slow_state_dict(model).items():
+        assert torch.equal(v, slow_before[k]), k
+    assert any(not torch.equal(v, lora_before[k]) for k, v in sfvgen.lora_state(model).items())
+    model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(model(*inputs), base_out)
+        sfvgen.reset_lora(model)
+        assert torch.equal(model(*inputs), base_out)
+    assert all(torch.equal(v, lora_before[k]) for k, v in sfvgen.lora_state(model).items())
+
+
+def test_fast_rules_pick_their_windows():
+    cfg = micro_cfg()
+    hist = [torch.full((1, 1 if i == 0 else 2, 3, 4, 4), float(i)) for i in range(4)]
+    rng = np.random.default_rng(0)
+    ctx, x0, act = sfvgen.fast_window(hist, cfg, rng)  # local: [X_{i-1}; X_i], all frames targets, no action
+    assert ctx.shape[1] == 0 and x0.shape[1] == 4 and not act and x0[0, :, 0, 0, 0].tolist() == [2, 2, 3, 3]
+    ctx, x0, act = sfvgen.fast_window(hist, sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_rule": "original"}), rng)
+    assert ctx.shape[1] == 2 and x0.shape[1] == 2 and act and float(ctx.mean()) == 2 and float(x0.mean()) == 3
+    glob = sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_rule": "global"})
+    picked = {float(sfvgen.fast_window(hist, glob, rng)[1][0, -1].mean()) for _ in range(50)}
+    assert picked == {1.0, 2.0, 3.0}  # windows from the whole history
+
+
+def test_saved_memory_continues_exactly_like_an_uninterrupted_generation():
+    model, cfg, _ = model_and_inputs()
+    sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
+    diff = sfvgen.Diffusion(cfg)
+    first = data.render_episode(0, [], cfg.world())[0][0]
+    actions = ["go right", "go right", "go left", "go left"]
+    whole = sfvgen.generate_long(model, diff, cfg, first, actions, fast=True, seed=5)
+    part1 = sfvgen.generate_long(model, diff, cfg, first, actions[:2], fast=True, seed=5)
+    part2 = sfvgen.generate_long(model, diff, cfg, first, actions[2:], fast=True, seed=5, memory=part1["memory"])
+    assert np.array_equal(np.concatenate([part1["frames"], part2["frames"]]), whole["frames"])
+    assert whole["fast_losses"] == part1["fast_losses"] + part2["fast_losses"]
+    off = sfvgen.generate_long(model, diff, cfg, first, actions, fast=False, seed=5)
+    assert np.array_equal(off["frames"][:1 + cfg.chunk], whole["frames"][:1 + cfg.chunk])  # chunk 0 precedes any memory
+    assert not np.array_equal(off["frames"], whole["frames"])  # later chunks are generated with the memory

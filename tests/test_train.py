@@ -1,0 +1,80 @@
+"""Training and checkpoints: exact resume, atomic self-describing checkpoints, refusing bad files."""
+import os
+import pickle
+
+import pytest
+import torch
+from conftest import micro_cfg
+
+import sfvgen
+import train
+
+
+def test_resume_gives_the_same_losses_and_weights_as_an_uninterrupted_run(tmp_path):
+    full = train.main(micro_cfg(out=str(tmp_path / "a"), max_steps=4), quiet=True)
+    train.main(micro_cfg(out=str(tmp_path / "b"), max_steps=2), quiet=True)
+    rest = train.main(micro_cfg(out=str(tmp_path / "b"), max_steps=4, resume=True), quiet=True)
+    assert rest["step"] == 4 and rest["losses"] == full["losses"][2:]
+    a = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_checkpoint_is_self_describing_and_round_trips(tmp_path):
+    cfg = micro_cfg(out=str(tmp_path), max_steps=2)
+    train.main(cfg, quiet=True)
+    ckpt = sfvgen.load_checkpoint(str(tmp_path / "ckpt.pt"))
+    assert {"config", "step", "model", "ema", "optimizer", "rng"} <= set(ckpt) and ckpt["step"] == 2
+    assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path))  # written to a temp name, then renamed
+    model, cfg2, _ = sfvgen.load_model(str(tmp_path / "ckpt.pt"))
+    assert cfg2 == cfg
+    ref = sfvgen.VideoUNet(cfg)
+    ref.load_state_dict(ckpt["ema"])
+    x, t = torch.randn(1, 3, 3, 16, 16), torch.tensor([[0, 30, 30]])
+    tok = sfvgen.null_tokens(1, "cpu")
+    with torch.no_grad():
+        assert torch.equal(model(x, t, tok, 1), ref.eval()(x, t, tok, 1))
+    train.export(str(tmp_path / "ckpt.pt"), str(tmp_path / "small.pt"), quiet=True)
+    small, _, _ = sfvgen.load_model(str(tmp_path / "small.pt"))
+    with torch.no_grad():
+        assert torch.allclose(small(x, t, tok, 1), ref(x, t, tok, 1), atol=2e-2)
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("touch pwned_by_checkpoint",))
+
+
+def test_bad_checkpoints_give_one_line_errors_naming_the_file(tmp_path):
+    train.main(micro_cfg(out=str(tmp_path), max_steps=1), quiet=True)
+    good = (tmp_path / "ckpt.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "text.pt").write_text("hello")
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"x": Boom()}))  # a pickle that runs a command when unpickled
+    bad_cfg = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    bad_cfg["config"]["no_such_field"] = 1
+    torch.save(bad_cfg, tmp_path / "incompatible.pt")
+    for name, msg in [("trunc.pt", "not a readable"), ("text.pt", "not a readable"), ("evil.pt", "not a readable"),
+                      ("missing.pt", "no such"), ("incompatible.pt", "incompatible config")]:
+        with pytest.raises(ValueError, match=msg) as e:
+            sfvgen.load_model(str(tmp_path / name))
+        assert name in str(e.value) and "\n" not in str(e.value)
+    assert not os.path.exists("pwned_by_checkpoint")
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = micro_cfg(out=str(tmp_path), max_steps=6, ckpt_every=2)
+    real = sfvgen.Diffusion.loss
+    calls = {"n": 0}
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        loss = real(self, *a, **k)
+        return loss * float("nan") if calls["n"] == 4 else loss
+
+    monkeypatch.setattr(sfvgen.Diffusion, "loss", flaky)
+    with pytest.raises(SystemExit, match="nan at step 3.*last good checkpoint"):
+        train.main(cfg, quiet=True)
+    ckpt = sfvgen.load_checkpoint(str(tmp_path / "ckpt.pt"))
+    assert ckpt["step"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
