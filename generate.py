@@ -38,6 +38,7 @@ def extra_flags(p):
     p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS, help="episode kind for --eval")
     p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg in --eval episodes")
     p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
+    p.add_argument("--arms", default=None, help="with --eval: only these rows, comma-separated (the baseline row is always run)")
     p.add_argument("--eval-slow", type=int, default=0, help="single-chunk prediction on this many test worlds")
 
 
@@ -155,6 +156,12 @@ def eval_arms(args, cfg):
         arms += [(f"rule={r}", dict(fast_rule=r), True, None) for r in ("original", "global") if r != cfg.fast_rule]
         arms += [(f"fast_steps={k}", dict(fast_steps=k), True, None) for k in (1, 2, 8) if k != cfg.fast_steps]
         arms += [("control: wrong memory", {}, True, "wrong")]
+    if args.arms:
+        keep = set(args.arms.split(",")) | {"no fast learning"}
+        unknown = keep - {a[0] for a in arms}
+        if unknown:
+            raise ValueError(f"--arms: unknown rows {sorted(unknown)}; rows are {[a[0] for a in arms]}")
+        arms = [a for a in arms if a[0] in keep]
     return arms
 
 
@@ -165,7 +172,7 @@ def cmd_eval(args, model, cfg, diffusion):
     seeds = [cfg.test_seeds[0] + i for i in range(args.eval)]
     episodes = [(s, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for s in seeds]
     n_ret = args.out_chunks if args.trajectory in ("out-and-back", "go-back") else 0
-    rows, per_seed = [], {}
+    rows, per_seed, first_videos = [], {}, {}
     for name, over, fast, control in eval_arms(args, cfg):
         c = sfvgen.Config(**{**sfvgen.asdict(cfg), **over})
         m = with_lora(model, c) if fast else model
@@ -179,9 +186,11 @@ def cmd_eval(args, model, cfg, diffusion):
             else:
                 res = run(m, diffusion, c, truth[0], actions, fast, c.seed)
             scores.append(score(res["frames"], truth, positions, c, n_ret))
+            if k == 0:
+                first_videos[name], first_truth = res["frames"], truth
             secs.append(res["seconds_per_frame"])
         per_seed[name] = scores
-        row = {key: float(np.nanmean([s[key] for s in scores])) for key in
+        row = {key: float(np.mean([s[key] for s in scores])) for key in
                ("psnr", "ssim", "outward_psnr", "return_psnr", "src_psnr", "src_ssim", "scene_cuts")}
         row.update(arm=name, seconds_per_frame=float(np.mean(secs)), peak_mb=peak_memory_mb(device),
                    chunk_psnr=np.mean([s["chunk_psnr"] for s in scores], 0).round(2).tolist())
@@ -194,8 +203,11 @@ def cmd_eval(args, model, cfg, diffusion):
         row["seeds_improved"] = int(np.sum(np.subtract(mine, diff) > 0))
         row["return_gain_ci"] = list(metrics.bootstrap_ci(np.subtract(mine, diff))[1:])
     print_table(rows, args.eval)
-    path = os.path.join(args.out_dir, "eval.json")
     os.makedirs(args.out_dir, exist_ok=True)
+    if "TEMP-LoRA" in first_videos:  # the first world: without memory | with memory | ground truth
+        video = os.path.join(args.out_dir, f"eval_{args.trajectory}.gif")
+        write_video(video, panels(first_videos["no fast learning"], first_videos["TEMP-LoRA"], first_truth))
+    path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
     write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))
     print(f"wrote {path}")
     return rows

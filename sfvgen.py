@@ -506,14 +506,18 @@ class LoRA(nn.Module):
 
     @torch.no_grad()
     def merge(self):
+        """W <- W + (alpha / r) B A. The slow W is kept aside so unmerge() restores it bit for bit
+        (W + d - d is not W in floating point, and the slow weights must not drift chunk after chunk)."""
         if not self.merged:
+            self.W_slow = self.base.weight.detach().clone()
             self.base.weight += self.delta_weight()
             self.merged = True
 
     @torch.no_grad()
     def unmerge(self):
         if self.merged:
-            self.base.weight -= self.delta_weight()
+            self.base.weight.copy_(self.W_slow)
+            del self.W_slow
             self.merged = False
 
     @torch.no_grad()
@@ -576,6 +580,16 @@ def load_lora_state(model, state):
 def reset_lora(model):
     for m in lora_modules(model):
         m.reset()
+
+
+def merge_lora(model):
+    for m in lora_modules(model):
+        m.merge()
+
+
+def unmerge_lora(model):
+    for m in lora_modules(model):
+        m.unmerge()
 
 
 def slow_state_dict(model):
@@ -655,7 +669,9 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
     losses = []
     for a in (progress or (lambda x: x))(actions):
         tokens = action_tokens([a], dev)
+        merge_lora(model)  # sample with W + (alpha / r) B A folded in: no LoRA cost per denoising step
         y = diffusion.sample(model, history[-1], tokens, cfg.chunk, generator=gen)  # (1, K, 3, H, W)
+        unmerge_lora(model)
         history.append(y)
         out.append(y)
         if fast:  # store this chunk in the fast weights before generating the next one
