@@ -24,6 +24,7 @@ from tqdm import tqdm
 import data
 import metrics
 import sfvgen
+import train
 
 
 def extra_flags(p):
@@ -40,6 +41,13 @@ def extra_flags(p):
     p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
     p.add_argument("--arms", default=None, help="with --eval: only these rows, comma-separated (the baseline row is always run)")
     p.add_argument("--eval-slow", type=int, default=0, help="single-chunk prediction on this many test worlds")
+
+
+def save_npy(path, array):
+    """np.save to a temp name, then rename: never a half-written file."""
+    tmp = path + ".tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
 
 
 def build(args):
@@ -71,6 +79,8 @@ def score(gen, truth, positions, cfg, n_return):
                 return_psnr=metrics.psnr(gen[ret], truth[ret]) if n_return else float("nan"),
                 src_psnr=src["src_psnr"], src_ssim=src["src_ssim"], scene_cuts=metrics.count_scene_cuts(gen),
                 chunk_psnr=[metrics.psnr(gen[1 + i * K:1 + (i + 1) * K], truth[1 + i * K:1 + (i + 1) * K])
+                            for i in range((len(gen) - 1) // K)],
+                chunk_ssim=[metrics.ssim(gen[1 + i * K:1 + (i + 1) * K], truth[1 + i * K:1 + (i + 1) * K])
                             for i in range((len(gen) - 1) // K)])
 
 
@@ -135,7 +145,7 @@ def cmd_generate(args, model, cfg, diffusion):
             dict(psnr=metrics.psnr(frames, truth), ssim=metrics.ssim(frames, truth))
         results[name] = {**s, "seconds_per_frame": res["seconds_per_frame"]}
         shown.append(frames)
-        np.save(os.path.join(args.out_dir, "frames_no_memory.npy" if name == "without memory" else "frames.npy"), frames)
+        save_npy(os.path.join(args.out_dir, "frames_no_memory.npy" if name == "without memory" else "frames.npy"), frames)
         if fast and args.memory_out:
             sfvgen.save_checkpoint(args.memory_out, {**res["memory"], "actions": before + actions})
     video = os.path.join(args.out_dir, args.gif)
@@ -254,6 +264,8 @@ def main(argv=None):
     parser = sfvgen.config_parser(__doc__.split("\n")[0], extra_flags, skip=("out", "resume", "init"))
     args = parser.parse_args(argv)
     try:
+        data.parse_actions(args.actions)  # refuse bad input before any work starts
+        train.check_writable(args.out_dir)
         model, cfg, diffusion = build(args)
         if args.eval_slow:
             return cmd_eval_slow(args, model, cfg, diffusion)

@@ -16,6 +16,7 @@ Frames are uint8 (…, H, W, 3) outside the model and float in [-1, 1] with layo
 inside; `to_model` and `to_frames` are the one conversion each way.
 """
 import argparse
+import copy
 import inspect
 import math
 import os
@@ -64,7 +65,7 @@ class Config:
     lora_rank: int = 8                 # r of the LoRA
     lora_alpha: float = 8.0            # LoRA scale is alpha / r
     lora_targets: str = "temporal"     # which layers carry the LoRA: temporal, attn or all
-    fast_steps: int = 4                # Adam steps on the fast loss per generated chunk
+    fast_steps: int = 2                # Adam steps on the fast loss per generated chunk (measured best, README)
     fast_lr: float = 1e-3              # fast learning rate
     fast_rule: str = "local"           # local (the paper), original (text Temp-LoRA) or global (whole history)
     # --- training (slow learning)
@@ -620,17 +621,30 @@ def fast_window(history, cfg, rng):
     return prev[:, :0], torch.cat([prev, cur], dim=1), False
 
 
-def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None):
+def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, explode=100.0):
     """Theta <- Theta - lr * Adam(grad_Theta L_fast), Phi frozen; returns the last loss.
-    L_fast = E || target - net_{Phi+Theta}(z'_t, t, a) ||^2 (see Diffusion.loss)."""
+    L_fast = E || target - net_{Phi+Theta}(z'_t, t, a) ||^2 (see Diffusion.loss).
+    A diverging update (a NaN / inf loss or weight, or a loss `explode` times the first) is rolled back:
+    Theta and the optimizer return to where they were, and the returned loss is nan."""
     set_trainable(model, "fast")
-    loss = torch.zeros(())
+    before, opt_before = lora_state(model), copy.deepcopy(opt.state_dict())
+    losses = []
     for _ in range(steps):
         loss = diffusion.loss(model, ctx, x0, tokens, generator=generator)
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]) or losses[-1] > explode * losses[0]:
+            break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return loss.item()
+    healthy = all(torch.isfinite(p).all() for p in lora_parameters(model))
+    if not losses:
+        return 0.0
+    if not healthy or not math.isfinite(losses[-1]) or losses[-1] > explode * losses[0]:
+        load_lora_state(model, before)
+        opt.load_state_dict(opt_before)
+        return float("nan")
+    return losses[-1]
 
 
 def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0, memory=None, progress=None,
@@ -678,6 +692,8 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
             ctx, x0, use_action = fast_window(history, cfg, rng)
             tok = tokens if use_action else null_tokens(1, dev)
             losses.append(fast_update(model, diffusion, opt, ctx, x0, tok, cfg.fast_steps, gen))
+            if not math.isfinite(losses[-1]):
+                print(f"warning: fast-learning update after chunk {chunk0 + len(losses) - 1} diverged and was rolled back")
             model.eval()
     history = history[-2:] if cfg.fast_rule != "global" else history
     memory = dict(history=[h.cpu() for h in history], chunk=chunk0 + len(actions), gen=gen.get_state(),

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -51,6 +52,21 @@ def set_rng_state(rng, state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def check_writable(folder, need_bytes=0):
+    """Fail before any work when the output folder cannot be created or written, or the disk is nearly full."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, ".write_test")
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        os.remove(probe)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write to output folder {folder!r} ({e.strerror or e})") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise SystemExit(f"error: only {free / 2**20:.0f} MiB free under {folder!r}; checkpoints need about {need_bytes / 2**20:.0f} MiB")
+
+
 def batch_to(device, batch):
     """numpy (context, tokens, target) -> model tensors on the device."""
     ctx, tok, tgt = batch
@@ -85,10 +101,8 @@ def main(cfg, quiet=False):
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)  # the data stream
-    os.makedirs(cfg.out, exist_ok=True)
     ckpt_path = os.path.join(cfg.out, "ckpt.pt")
-    if not os.access(cfg.out, os.W_OK):
-        raise SystemExit(f"error: output folder {cfg.out} is not writable")
+    check_writable(cfg.out, need_bytes=20 * 4 * sum(p.numel() for p in VideoUNet(cfg).parameters()))
 
     model = VideoUNet(cfg).to(device)
     if cfg.init and not cfg.resume:

@@ -4,7 +4,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import torch  # noqa: E402
+
 import sfvgen  # noqa: E402
+
+torch.set_num_threads(1)  # micro models run as fast on one thread, and a busy machine does not oversubscribe
 
 
 def micro_cfg(**overrides):

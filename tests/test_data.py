@@ -112,7 +112,13 @@ def test_folder_loader_reads_its_own_video_and_names_a_corrupt_file(tmp_path):
     with pytest.raises(ValueError, match="a.gif"):
         data.load_folder(str(tmp_path))
     (tmp_path / "annotations.jsonl").write_text('{"video": "b.npy", "chunks": [{"action": "go left", "start": 0, "end": 99}]}\nnot json\n')
-    with pytest.raises(ValueError, match="annotations.jsonl:1"):
+    with pytest.raises(ValueError, match="annotations.jsonl:1: chunk"):
+        data.load_folder(str(tmp_path))
+    (tmp_path / "annotations.jsonl").write_text('{"video": "b.npy", "chunks": []}\nnot json\n')
+    with pytest.raises(ValueError, match="annotations.jsonl:2: not a valid annotation"):
+        data.load_folder(str(tmp_path))
+    (tmp_path / "annotations.jsonl").write_text('{"video": "gone.mp4", "chunks": []}\n')
+    with pytest.raises(ValueError, match="gone.mp4"):
         data.load_folder(str(tmp_path))
     os.remove(tmp_path / "annotations.jsonl")
     with pytest.raises(FileNotFoundError, match="annotations.jsonl"):

@@ -119,3 +119,23 @@ def test_saved_memory_continues_exactly_like_an_uninterrupted_generation():
     off = sfvgen.generate_long(model, diff, cfg, first, actions, fast=False, seed=5)
     assert np.array_equal(off["frames"][:1 + cfg.chunk], whole["frames"][:1 + cfg.chunk])  # chunk 0 precedes any memory
     assert not np.array_equal(off["frames"], whole["frames"])  # later chunks are generated with the memory
+
+
+def test_a_diverging_fast_update_is_rolled_back_and_generation_goes_on(monkeypatch, capsys):
+    model, cfg, _ = model_and_inputs()
+    sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
+    diff = sfvgen.Diffusion(cfg)
+    real, calls = sfvgen.Diffusion.loss, {"n": 0}
+
+    def flaky(self, *a, **k):  # the fast loss of the second chunk's update turns NaN
+        calls["n"] += 1
+        loss = real(self, *a, **k)
+        return loss * float("nan") if calls["n"] == cfg.fast_steps + 1 else loss
+
+    monkeypatch.setattr(sfvgen.Diffusion, "loss", flaky)
+    first = data.render_episode(0, [], cfg.world())[0][0]
+    res = sfvgen.generate_long(model, diff, cfg, first, ["go right"] * 3, fast=True, seed=1)
+    assert np.isnan(res["fast_losses"][1]) and np.isfinite(res["fast_losses"][0]) and np.isfinite(res["fast_losses"][2])
+    assert res["frames"].shape[0] == 1 + 3 * cfg.chunk
+    assert all(torch.isfinite(v).all() for v in sfvgen.lora_state(model).values())
+    assert "rolled back" in capsys.readouterr().out

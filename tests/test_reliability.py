@@ -1,0 +1,111 @@
+"""Interruptions never lose work: SIGKILL then --resume reaches the same weights; Ctrl-C saves and says how
+to resume. Bad input is refused before any work starts."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+import torch
+from conftest import micro_cfg
+
+import sfvgen
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(cfg):
+    """The config as train.py flags."""
+    out = []
+    for k, v in asdict(cfg).items():
+        v = ",".join(map(str, v)) if isinstance(v, tuple) else ("on" if v is True else "off" if v is False else v)
+        if v != "":
+            out += ["--" + k.replace("_", "-"), str(v)]
+    return out
+
+
+def start(cfg):
+    return subprocess.Popen([sys.executable, "train.py", *cli(cfg)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_step(path, step, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if os.path.exists(path):
+            try:
+                if torch.load(path, weights_only=True)["step"] >= step:
+                    return
+            except Exception:  # only a complete file is ever at this path; retry on a race with rename
+                pass
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.01)
+    raise TimeoutError
+
+
+def test_sigkill_then_resume_reaches_the_same_weights_bit_for_bit(tmp_path):
+    steps = 30
+    full = train.main(micro_cfg(out=str(tmp_path / "full"), max_steps=steps, ckpt_every=1), quiet=True)
+    cfg = micro_cfg(out=str(tmp_path / "killed"), max_steps=steps, ckpt_every=1)
+    proc = start(cfg)
+    ckpt = str(tmp_path / "killed" / "ckpt.pt")
+    wait_for_step(ckpt, 2, proc)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=True)["step"]
+    assert killed_at < steps
+    rest = train.main(micro_cfg(out=str(tmp_path / "killed"), max_steps=steps, ckpt_every=1, resume=True), quiet=True)
+    assert rest["losses"] == full["losses"][killed_at:]
+    a = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)
+    b = torch.load(ckpt, weights_only=True)
+    for part in ("model", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    cfg = micro_cfg(out=str(tmp_path), max_steps=100000, ckpt_every=1000)
+    proc = start(cfg)
+    t0 = time.time()
+    while "slow learning" not in proc.stdout.readline() and time.time() - t0 < 120:
+        pass  # the progress bar has started: training is running
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "--resume" in out and "checkpoint saved" in out
+    step = sfvgen.load_checkpoint(str(tmp_path / "ckpt.pt"))["step"]
+    assert 0 < step < 1000  # saved at the interruption, not at a scheduled checkpoint
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--no-such-flag", "1"], "unrecognized arguments"),
+    (["--preset", "huge"], "unknown preset"),
+    (["--size", "30"], "cannot be halved"),
+    (["--batch", "0"], "must be positive"),
+    (["--lora-targets", "everything"], "lora-targets"),
+])
+def test_bad_training_flags_are_refused_before_any_work(tmp_path, args, msg):
+    out = tmp_path / "never"
+    res = subprocess.run([sys.executable, "train.py", "--out", str(out), *args], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and msg in res.stderr
+    assert not out.exists()  # nothing was started
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--actions", "go right*x"], "repeat count"),
+    (["--actions", "go sideways"], "vocabulary"),
+    (["--ckpt", "no/such/file.pt"], "no such checkpoint"),
+])
+def test_bad_generation_input_is_refused_with_a_message(tmp_path, args, msg):
+    base = ["--ckpt", "checkpoints/tiny.pt", "--out", str(tmp_path / "o")]
+    res = subprocess.run([sys.executable, "generate.py", *base, *args], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and msg in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_output_folder_that_cannot_be_created_fails_before_training(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match="cannot write to output folder"):
+        train.main(micro_cfg(out=str(tmp_path / "file" / "run")), quiet=True)
