@@ -357,6 +357,7 @@ def load_folder(folder, spec=WorldSpec(), annotations="annotations.jsonl"):
 def write_gif(path, frames, fps=8):
     """(N, H, W, 3) uint8 -> an animated GIF, written to a temp name and renamed (never half-written)."""
     import imageio.v3 as iio
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.gif"
     iio.imwrite(tmp, frames, duration=1000 / fps, loop=0)
     os.replace(tmp, path)

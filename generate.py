@@ -11,6 +11,7 @@
 Every Config field is a flag here too (--fast-steps 8, --lora-targets all, ...): the checkpoint's own
 config is the base and the flags given override it.
 """
+import copy
 import json
 import os
 import resource
@@ -40,7 +41,10 @@ def extra_flags(p):
     p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg in --eval episodes")
     p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
     p.add_argument("--arms", default=None, help="with --eval: only these rows, comma-separated (the baseline row is always run)")
+    p.add_argument("--memory-probe", type=int, default=0,
+                   help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
     p.add_argument("--eval-slow", type=int, default=0, help="single-chunk prediction on this many test worlds")
+    p.add_argument("--rollouts", type=int, default=20, help="with --eval-slow: 8-chunk rollouts (PSNR per chunk) on this many worlds")
 
 
 def save_npy(path, array):
@@ -62,7 +66,6 @@ def build(args):
 
 def with_lora(model, cfg):
     """A copy of the slow model carrying a fresh TEMP-LoRA of the configured targets and rank."""
-    import copy
     m = copy.deepcopy(model)
     sfvgen.add_lora(m, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
     return m
@@ -129,6 +132,10 @@ def cmd_generate(args, model, cfg, diffusion):
     if args.memory_in:  # continue a video: the fast weights, optimizer and last context come from the file
         memory = sfvgen.load_checkpoint(args.memory_in, require=("history", "chunk", "lora", "opt", "actions"))
         before = list(memory["actions"])
+        try:
+            sfvgen.load_lora_state(with_lora(model, cfg), memory["lora"])
+        except ValueError as e:
+            raise ValueError(f"{args.memory_in}: memory from another model or LoRA setting ({e})") from None
     truth, positions = data.render_episode(seed, before + actions, cfg.world())
     if memory is None:
         arms = {"without memory": False, "with memory": True} if cfg.fast else {"generated": False}
@@ -248,15 +255,61 @@ def cmd_eval_slow(args, model, cfg, diffusion):
     model_psnr = [metrics.psnr(g, t) for g, t in zip(gen, tgt)]
     base_psnr = [metrics.psnr(np.repeat(c[-1:], cfg.chunk, 0), t) for c, t in zip(ctx, tgt)]
     chunk_psnr = []
-    for i in tqdm(range(min(args.eval_slow, 20)), desc="rollouts", leave=False):
+    for i in tqdm(range(args.rollouts), desc="rollouts", leave=False):
         actions = data.make_actions("out-and-back", rng, n=4)
         truth, positions = data.render_episode(cfg.test_seeds[0] + i, actions, cfg.world())
         res = run(model, diffusion, cfg, truth[0], actions, False, cfg.seed)
         chunk_psnr.append(score(res["frames"], truth, positions, cfg, 4)["chunk_psnr"])
     out = dict(model_psnr=float(np.mean(model_psnr)), repeat_last_psnr=float(np.mean(base_psnr)),
-               gain=float(np.mean(model_psnr) - np.mean(base_psnr)), rollout_chunk_psnr=np.mean(chunk_psnr, 0).round(2).tolist())
+               gain=float(np.mean(model_psnr) - np.mean(base_psnr)),
+               rollout_chunk_psnr=np.mean(chunk_psnr, 0).round(2).tolist() if chunk_psnr else [])
     print(f"single chunk: model {out['model_psnr']:.2f} dB, repeat-last {out['repeat_last_psnr']:.2f} dB, gain {out['gain']:+.2f} dB "
           f"({args.eval_slow} held-out moving chunks)\nrollout PSNR per chunk: {out['rollout_chunk_psnr']}")
+    return out
+
+
+def learn_chunks(model, diffusion, cfg, frames, seed):
+    """TEMP-LoRA fast learning (the configured rule and steps) over given frames (1 + n K, H, W, 3):
+    the chunks of a ground-truth leg instead of generated ones. Returns the LoRA state."""
+    dev = next(model.parameters()).device
+    sfvgen.reset_lora(model)
+    opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)
+    x = sfvgen.to_model(frames[None], dev)  # (1, 1 + n K, 3, H, W)
+    history = [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1))
+    gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
+    for i in range(2, len(history) + 1):
+        ctx, x0, _ = sfvgen.fast_window(history[:i], cfg, rng)
+        sfvgen.fast_update(model, diffusion, opt, ctx, x0, sfvgen.null_tokens(1, dev), cfg.fast_steps, gen)
+    return sfvgen.lora_state(model)
+
+
+def cmd_memory_probe(args, model, cfg, diffusion):
+    """Can TEMP-LoRA store and recall at all? The LoRA fast-learns the *ground-truth* outward leg, then
+    the return leg is generated from the true turning point (context = the true last outward chunk) with
+    a fresh LoRA, with that LoRA (frozen), and with a LoRA learned on another world's outward leg."""
+    dev = next(model.parameters()).device
+    m, K, n = with_lora(model, cfg), cfg.chunk, args.out_chunks
+    rng = np.random.default_rng(cfg.seed)
+    eps = [(cfg.test_seeds[0] + i, data.make_actions("out-and-back", rng, n=n)) for i in range(args.memory_probe)]
+    truths = [data.render_episode(s, a, cfg.world())[0] for s, a in eps]
+    loras = [learn_chunks(m, diffusion, cfg, t[:1 + n * K], cfg.seed) for t in tqdm(truths, desc="learn outward", leave=False)]
+    rows = {"fresh LoRA (no memory)": [], "LoRA of this world's outward leg": [], "LoRA of another world's outward leg": []}
+    for k, ((seed, actions), truth) in enumerate(tqdm(list(zip(eps, truths)), desc="return legs", leave=False)):
+        start = dict(history=[sfvgen.to_model(truth[None, 1 + (n - 1) * K:1 + n * K], dev)], chunk=n,
+                     gen=torch.Generator().manual_seed(cfg.seed).get_state(), rng=np.random.default_rng(cfg.seed).bit_generator.state)
+        for name, lora in zip(rows, [None, loras[k], loras[(k + 1) % len(loras)]]):
+            res = sfvgen.generate_long(m, diffusion, cfg, truth[0], actions[n:], fast=False, seed=cfg.seed,
+                                       memory=start, frozen_lora=lora)
+            rows[name].append(metrics.psnr(res["frames"], truth[1 + n * K:]))
+    out = {}
+    for name, vals in rows.items():
+        diff = np.subtract(vals, rows["fresh LoRA (no memory)"])
+        mean, lo, hi = metrics.bootstrap_ci(diff)
+        out[name] = dict(return_psnr=float(np.mean(vals)), gain=mean, ci=[lo, hi], better=int(np.sum(diff > 0)))
+        print(f"{name:<38} return-leg PSNR {np.mean(vals):6.2f} dB  gain {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]  "
+              f"better {int(np.sum(diff > 0))}/{len(vals)}")
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_json(os.path.join(args.out_dir, "memory_probe.json"), dict(checkpoint=args.ckpt, worlds=[s for s, _ in eps], rows=out))
     return out
 
 
@@ -267,6 +320,8 @@ def main(argv=None):
         data.parse_actions(args.actions)  # refuse bad input before any work starts
         train.check_writable(args.out_dir)
         model, cfg, diffusion = build(args)
+        if args.memory_probe:
+            return cmd_memory_probe(args, model, cfg, diffusion)
         if args.eval_slow:
             return cmd_eval_slow(args, model, cfg, diffusion)
         if args.eval:

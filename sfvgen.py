@@ -418,11 +418,12 @@ class Diffusion:
         """
         B, f_p = ctx.shape[:2]
         dev = x0.device
-        t = torch.randint(1, self.T + 1, (B,), generator=generator, device="cpu").to(dev)  # one t per clip
-        eps = torch.randn(x0.shape, generator=generator, device="cpu").to(dev)
+        rdev = "cpu" if generator is not None else dev  # a seeded torch.Generator lives on the CPU
+        t = torch.randint(1, self.T + 1, (B,), generator=generator, device=rdev).to(dev)  # one t per clip
+        eps = torch.randn(x0.shape, generator=generator, device=rdev).to(dev)
         x_t = self.q_sample(x0, t, eps)
         if p_uncond > 0:  # classifier-free guidance: drop the action with probability p_uncond
-            drop = (torch.rand(B, generator=generator, device="cpu") < p_uncond).to(dev)
+            drop = (torch.rand(B, generator=generator, device=rdev) < p_uncond).to(dev)
             tokens = torch.where(drop[:, None], null_tokens(B, dev), tokens)
         t_frames = torch.cat([torch.zeros(B, f_p, dtype=torch.long, device=dev), t[:, None].expand(B, x0.shape[1])], 1)
         pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p)[:, f_p:]  # the mask: targets only
@@ -575,7 +576,10 @@ def load_lora_state(model, state):
     missing = set(lora_state(model)) ^ set(state)
     if missing:
         raise ValueError(f"LoRA state does not match the model's LoRA layers (differs in {sorted(missing)[:3]}...)")
-    model.load_state_dict(state, strict=False)
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same layers, other rank
+        raise ValueError(f"LoRA state does not fit the model's LoRA layers ({str(e).splitlines()[1].strip()})") from None
 
 
 def reset_lora(model):

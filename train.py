@@ -15,6 +15,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -129,7 +130,7 @@ def main(cfg, quiet=False):
     n_params = sum(p.numel() for p in model.parameters())
 
     def checkpoint():
-        sfvgen.save_checkpoint(ckpt_path, dict(config=dataclass_dict(cfg), step=step, model=model.state_dict(),
+        sfvgen.save_checkpoint(ckpt_path, dict(config=asdict(cfg), step=step, model=model.state_dict(),
                                                ema=ema.state_dict(), optimizer=opt.state_dict(), rng=rng_state(rng), pool=pool.seeds))
 
     losses, t_start = [], time.time()
@@ -180,11 +181,6 @@ def main(cfg, quiet=False):
     finally:
         bar.close()
     return dict(losses=losses, step=step)
-
-
-def dataclass_dict(cfg):
-    from dataclasses import asdict
-    return asdict(cfg)
 
 
 def export(src, dst, quiet=False):

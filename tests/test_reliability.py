@@ -66,12 +66,11 @@ def test_sigkill_then_resume_reaches_the_same_weights_bit_for_bit(tmp_path):
 
 
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
-    cfg = micro_cfg(out=str(tmp_path), max_steps=100000, ckpt_every=1000)
+    cfg = micro_cfg(out=str(tmp_path), max_steps=100000, ckpt_every=1000, log_every=1)
     proc = start(cfg)
-    t0 = time.time()
-    while "slow learning" not in proc.stdout.readline() and time.time() - t0 < 120:
-        pass  # the progress bar has started: training is running
-    time.sleep(1.0)
+    for line in proc.stdout:  # one JSON log line per step: training is running
+        if '"step": 3' in line:
+            break
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130
@@ -109,3 +108,24 @@ def test_an_output_folder_that_cannot_be_created_fails_before_training(tmp_path)
     (tmp_path / "file").write_text("x")
     with pytest.raises(SystemExit, match="cannot write to output folder"):
         train.main(micro_cfg(out=str(tmp_path / "file" / "run")), quiet=True)
+
+
+def test_bad_memory_files_are_refused_naming_the_file(tmp_path):
+    import generate
+    ckpt = str(tmp_path / "m.pt")
+    train.main(micro_cfg(out=str(tmp_path), max_steps=1), quiet=True)
+    os.replace(tmp_path / "ckpt.pt", ckpt)
+    mem = str(tmp_path / "mem.pt")
+    base = ["--ckpt", ckpt, "--actions", "go right", "--threads", "1"]
+    generate.main(base + ["--out", str(tmp_path / "a"), "--memory-out", mem])
+    good = open(mem, "rb").read()
+    open(tmp_path / "trunc.pt", "wb").write(good[: len(good) // 3])
+    cases = [("trunc.pt", "not a readable"), ("m.pt", "not an sfvgen checkpoint")]
+    for name, msg in cases:  # a truncated memory; a model checkpoint given as a memory
+        with pytest.raises(SystemExit, match=msg) as e:
+            generate.main(base + ["--out", str(tmp_path / "b"), "--memory-in", str(tmp_path / name)])
+        assert name in str(e.value)
+    with pytest.raises(SystemExit, match="another model or LoRA setting"):
+        generate.main(base + ["--out", str(tmp_path / "c"), "--memory-in", mem, "--lora-rank", "2"])
+    generate.main(base + ["--out", str(tmp_path / "d"), "--memory-in", mem])  # the good one continues
+    assert os.path.exists(tmp_path / "d" / "frames.npy")
