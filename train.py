@@ -103,9 +103,10 @@ def main(cfg, quiet=False):
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)  # the data stream
     ckpt_path = os.path.join(cfg.out, "ckpt.pt")
-    check_writable(cfg.out, need_bytes=20 * 4 * sum(p.numel() for p in VideoUNet(cfg).parameters()))
 
     model = VideoUNet(cfg).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; keep room for a few
     if cfg.init and not cfg.resume:
         model.load_state_dict(sfvgen.load_model(cfg.init)[0].state_dict())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -127,7 +128,6 @@ def main(cfg, quiet=False):
     diffusion = Diffusion(cfg, device)
     net = torch.compile(model) if cfg.compile and device.type == "cuda" else model
     use_bf16 = cfg.bf16 and device.type == "cuda"
-    n_params = sum(p.numel() for p in model.parameters())
 
     def checkpoint():
         sfvgen.save_checkpoint(ckpt_path, dict(config=asdict(cfg), step=step, model=model.state_dict(),
