@@ -77,14 +77,13 @@ def score(gen, truth, positions, cfg, n_return):
     ret = slice(len(gen) - n_return * K, len(gen))  # the return leg: the last n_return chunks
     out = slice(1, len(gen) - n_return * K)
     src = metrics.src_metrics(gen, truth, positions, min_gap=2 * K)  # revisits beyond one context window
+    chunks = [slice(1 + i * K, 1 + (i + 1) * K) for i in range((len(gen) - 1) // K)]  # after the start frame
     return dict(psnr=metrics.psnr(gen[1:], truth[1:]), ssim=metrics.ssim(gen[1:], truth[1:]),
                 outward_psnr=metrics.psnr(gen[out], truth[out]),
                 return_psnr=metrics.psnr(gen[ret], truth[ret]) if n_return else float("nan"),
                 src_psnr=src["src_psnr"], src_ssim=src["src_ssim"], scene_cuts=metrics.count_scene_cuts(gen),
-                chunk_psnr=[metrics.psnr(gen[1 + i * K:1 + (i + 1) * K], truth[1 + i * K:1 + (i + 1) * K])
-                            for i in range((len(gen) - 1) // K)],
-                chunk_ssim=[metrics.ssim(gen[1 + i * K:1 + (i + 1) * K], truth[1 + i * K:1 + (i + 1) * K])
-                            for i in range((len(gen) - 1) // K)])
+                chunk_psnr=[metrics.psnr(gen[c], truth[c]) for c in chunks],
+                chunk_ssim=[metrics.ssim(gen[c], truth[c]) for c in chunks])
 
 
 def run(model, diffusion, cfg, first, actions, fast, seed, memory=None, progress=False, frozen_lora=None):
@@ -132,8 +131,10 @@ def cmd_generate(args, model, cfg, diffusion):
     if args.memory_in:  # continue a video: the fast weights, optimizer and last context come from the file
         memory = sfvgen.load_checkpoint(args.memory_in, require=("history", "chunk", "lora", "opt", "actions"))
         before = list(memory["actions"])
+    lora_model = with_lora(model, cfg) if cfg.fast or memory is not None else None  # built once
+    if memory is not None:
         try:
-            sfvgen.load_lora_state(with_lora(model, cfg), memory["lora"])
+            sfvgen.load_lora_state(lora_model, memory["lora"])
         except ValueError as e:
             raise ValueError(f"{args.memory_in}: memory from another model or LoRA setting ({e})") from None
     truth, positions = data.render_episode(seed, before + actions, cfg.world())
@@ -145,7 +146,7 @@ def cmd_generate(args, model, cfg, diffusion):
         truth, positions = truth[-new:], positions[-new:]
     results, shown = {}, []
     for name, fast in arms.items():
-        res = run(with_lora(model, cfg) if fast else model, diffusion, cfg, truth[0], actions, fast, cfg.seed,
+        res = run(lora_model if fast else model, diffusion, cfg, truth[0], actions, fast, cfg.seed,
                   memory=memory, progress=True)
         frames = res["frames"]
         s = score(frames, truth, positions, cfg, len(actions) // 2) if memory is None else \

@@ -281,11 +281,10 @@ class AttnBlock(nn.Module):
         self.spatial = Attention(dim, cfg.heads) if spatial else None
         self.cross = Attention(dim, cfg.heads, context_dim=cfg.text_dim)
         self.temporal = Attention(dim, cfg.heads) if temporal else None
-        self.K = cfg.chunk
         self.frame_pos = nn.Embedding(4 * cfg.chunk + 1, dim)  # temporal position, by offset to the last context frame
 
-    def forward(self, x, text, offsets):
-        # x: (B, T, C, H, W); text: (B, L, D); offsets: (T,) frame index minus the last context frame's
+    def forward(self, x, text, pos_ids):
+        # x: (B, T, C, H, W); text: (B, L, D); pos_ids: (T,) frame offset to the last context frame, shifted >= 0
         B, T, C, H, W = x.shape
         s = rearrange(x, "b t c h w -> (b t) (h w) c")
         if self.spatial is not None:
@@ -294,7 +293,7 @@ class AttnBlock(nn.Module):
         if self.temporal is None:
             return rearrange(s, "(b t) (h w) c -> b t c h w", b=B, h=H)
         z = rearrange(s, "(b t) (h w) c -> (b h w) t c", b=B, h=H)
-        z = self.temporal(z, pos=self.frame_pos(offsets + 2 * self.K))
+        z = self.temporal(z, pos=self.frame_pos(pos_ids))
         return rearrange(z, "(b h w) t c -> b t c h w", b=B, h=H)
 
 
@@ -351,9 +350,10 @@ class VideoUNet(nn.Module):
     def forward(self, x, t, tokens, n_ctx):
         B, T = x.shape[:2]
         K = self.cfg.chunk
-        offsets = torch.arange(T, device=x.device) - (n_ctx - 1)  # 0 = last context frame, 1..f_g = targets
+        # frame offset to the last context frame (0; targets 1..f_g; context <= 0), shifted to an index >= 0
+        pos_ids = torch.arange(T, device=x.device) - (n_ctx - 1) + 2 * K
         emb = self.time_mlp(sinusoidal(t.flatten() * (1000.0 / self.cfg.timesteps), self.cfg.channels))
-        emb = rearrange(emb, "(b t) e -> b t e", b=B) + self.offset_emb(offsets + 2 * K)  # (B, T, E)
+        emb = rearrange(emb, "(b t) e -> b t e", b=B) + self.offset_emb(pos_ids)  # (B, T, E)
         text = self.text(tokens)  # (B, L, D)
         if self.cfg.cond_last_frame:  # every frame also sees the last clean context frame (our choice)
             last = x[:, n_ctx - 1] if n_ctx > 0 else torch.zeros_like(x[:, 0])  # no context: zeros
@@ -361,12 +361,12 @@ class VideoUNet(nn.Module):
         h = rearrange(self.inp(rearrange(x, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=B)
         hs = []
         for res, attn, down in self.down:
-            h = attn(res(h, emb), text, offsets)
+            h = attn(res(h, emb), text, pos_ids)
             hs.append(h)
             h = rearrange(down(rearrange(h, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=B)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb), text, offsets), emb)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb), text, pos_ids), emb)
         for res, attn, up in self.up:
-            h = attn(res(torch.cat([h, hs.pop()], dim=2), emb), text, offsets)
+            h = attn(res(torch.cat([h, hs.pop()], dim=2), emb), text, pos_ids)
             if not isinstance(up, nn.Identity):
                 z = F.interpolate(rearrange(h, "b t c h w -> (b t) c h w"), scale_factor=2, mode="nearest")
                 h = rearrange(up(z), "(b t) c h w -> b t c h w", b=B)
@@ -385,7 +385,8 @@ class Diffusion:
         self.cfg, self.T = cfg, cfg.timesteps
         s = 0.008
         f = torch.cos(((torch.arange(self.T + 1, dtype=torch.float64) / self.T + s) / (1 + s)) * math.pi / 2) ** 2
-        self.abar = (f / f[0]).clamp(min=1e-5).float().to(device)  # (T + 1,), abar[0] = 1; lives on the device
+        # abar_T clamped at 1e-5 (our choice) so 1 / sqrt(abar) stays finite; (T + 1,), abar[0] = 1, on the device
+        self.abar = (f / f[0]).clamp(min=1e-5).float().to(device)
 
     def _ab(self, t):
         """abar_t shaped to broadcast over (B, T, C, H, W) from t of shape (B,) or ()."""
@@ -632,23 +633,22 @@ def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, e
     Theta and the optimizer return to where they were, and the returned loss is nan."""
     set_trainable(model, "fast")
     before, opt_before = lora_state(model), copy.deepcopy(opt.state_dict())
-    losses = []
+    first, last, diverged = None, 0.0, False
     for _ in range(steps):
         loss = diffusion.loss(model, ctx, x0, tokens, generator=generator)
-        losses.append(loss.item())
-        if not math.isfinite(losses[-1]) or losses[-1] > explode * losses[0]:
+        last = loss.item()
+        first = last if first is None else first
+        diverged = not math.isfinite(last) or last > explode * first
+        if diverged:
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    healthy = all(torch.isfinite(p).all() for p in lora_parameters(model))
-    if not losses:
-        return 0.0
-    if not healthy or not math.isfinite(losses[-1]) or losses[-1] > explode * losses[0]:
+    if diverged or not all(torch.isfinite(p).all() for p in lora_parameters(model)):
         load_lora_state(model, before)
         opt.load_state_dict(opt_before)
         return float("nan")
-    return losses[-1]
+    return last
 
 
 def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0, memory=None, progress=None,
@@ -664,16 +664,12 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     model.eval()
-    opt = None
-    if not fast and lora_modules(model):
-        reset_lora(model)
-        if frozen_lora is not None:
-            load_lora_state(model, frozen_lora)
-    if fast:
-        if not lora_modules(model):
-            raise ValueError("fast learning needs LoRA layers: call add_lora(model, ...) first")
-        reset_lora(model)  # fresh fast weights for every episode
-        opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr)  # one optimizer per episode
+    if fast and not lora_modules(model):
+        raise ValueError("fast learning needs LoRA layers: call add_lora(model, ...) first")
+    reset_lora(model)  # fresh fast weights for every episode (no LoRA layers: nothing to do)
+    if frozen_lora is not None and not fast:
+        load_lora_state(model, frozen_lora)
+    opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr) if fast else None  # one optimizer per episode
     if memory is None:
         history = [to_model(first_frame[None, None], dev)]  # (1, 1, 3, H, W)
         out, chunk0 = [history[0]], 0
