@@ -411,20 +411,28 @@ class Diffusion:
             return ab.sqrt() * x_t - (1 - ab).sqrt() * pred, (1 - ab).sqrt() * x_t + ab.sqrt() * pred
         return pred, (x_t - ab.sqrt() * pred) / (1 - ab).sqrt()  # eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)
 
-    def loss(self, model, ctx, x0, tokens, p_uncond=0.0, generator=None):
+    def loss(self, model, ctx, x0, tokens, p_uncond=0.0, generator=None, rows=None):
         """The masked conditional loss (slow learning):
             L = E_{t, eps} || target - net([x_ctx ; x_t], t, a) ||^2   over the f_g target frames only.
         ctx: (B, f_p, 3, H, W) clean; x0: (B, f_g, 3, H, W) clean targets; tokens: (B, L).
         With f_p = 0 and the null action this is the fast loss of TEMP-LoRA (all frames noised, loss on all).
+        rows (multi-process training): the slice of the batch this process computes. t, eps and the action
+        dropout are drawn for the whole batch first, so each process gets the draws one process would.
         """
         B, f_p = ctx.shape[:2]
         dev = x0.device
         rdev = "cpu" if generator is not None else dev  # a seeded torch.Generator lives on the CPU
         t = torch.randint(1, self.T + 1, (B,), generator=generator, device=rdev).to(dev)  # one t per clip
         eps = torch.randn(x0.shape, generator=generator, device=rdev).to(dev)
-        x_t = self.q_sample(x0, t, eps)
+        drop = None
         if p_uncond > 0:  # classifier-free guidance: drop the action with probability p_uncond
             drop = (torch.rand(B, generator=generator, device=rdev) < p_uncond).to(dev)
+        if rows is not None:
+            ctx, x0, tokens, t, eps = ctx[rows], x0[rows], tokens[rows], t[rows], eps[rows]
+            drop = None if drop is None else drop[rows]
+            B = x0.shape[0]
+        x_t = self.q_sample(x0, t, eps)
+        if drop is not None:
             tokens = torch.where(drop[:, None], null_tokens(B, dev), tokens)
         t_frames = torch.cat([torch.zeros(B, f_p, dtype=torch.long, device=dev), t[:, None].expand(B, x0.shape[1])], 1)
         pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p)[:, f_p:]  # the mask: targets only

@@ -1,11 +1,14 @@
 """Slow learning: train the masked conditional video diffusion model on the action world.
 
-    python train.py --preset tiny --out runs/tiny            # train (2-core CPU friendly)
-    python train.py --preset tiny --out runs/tiny --resume   # continue exactly where it stopped
-    python train.py --export runs/tiny/ckpt.pt small.pt      # EMA weights in half precision (for sharing)
+    python train.py --preset tiny --out runs/tiny                   # train (2-core CPU friendly)
+    python train.py --preset tiny --out runs/tiny --resume on       # continue exactly where it stopped
+    python train.py --export runs/tiny/ckpt.pt small.pt             # EMA weights in half precision (for sharing)
+    torchrun --standalone --nproc_per_node=8 train.py --preset gpu  # several GPUs (DDP); --batch stays global
 
-Reads top to bottom: config, device, seed, model, optimizer, resume, loop (data -> masked loss -> step
--> EMA -> log / validate / checkpoint). `main(cfg)` is what tests call for a few steps.
+Reads top to bottom: config, processes and device, seed, model, optimizer, resume, loop (data -> masked
+loss -> step -> EMA -> log / validate / checkpoint). `main(cfg)` is what tests call for a few steps.
+Under torchrun every process draws the same global batch and computes its own slice; DDP averages the
+gradients, so N processes take the same steps as one process with the whole batch. Rank 0 writes.
 """
 import copy
 import json
@@ -13,12 +16,15 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import data
@@ -40,17 +46,18 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def rng_state(rng):
+def rng_state(rng, device):
+    # CUDA: the generator of the training device only; under torchrun every rank's GPU holds the same state
     return dict(python=random.getstate(), numpy=rng.bit_generator.state, torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+                cuda=[torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])
 
 
-def set_rng_state(rng, state):
+def set_rng_state(rng, state, device):
     random.setstate(state["python"])
     rng.bit_generator.state = state["numpy"]
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"][0], device)
 
 
 def check_writable(folder, need_bytes=0):
@@ -97,16 +104,33 @@ def sample_gif(model, diffusion, cfg, path):
 def main(cfg, quiet=False):
     """Slow learning. Returns {"losses": [...], "step": final step}."""
     device = sfvgen.pick_device(cfg.device)
+    ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ  # started by torchrun: one process per GPU
+    rank, world, rows = 0, 1, None
+    if ddp:
+        rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+        if cfg.batch % world:
+            raise SystemExit(f"error: --batch {cfg.batch} is the global batch; it must divide evenly over {world} processes")
+        if device.type == "mps":
+            raise SystemExit("error: torchrun training needs --device cuda or cpu")
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        per = cfg.batch // world
+        rows = slice(rank * per, (rank + 1) * per)  # this rank's items of the global batch
+    master = rank == 0  # the one process that writes checkpoints, samples and logs
     torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later GPUs
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # the same seed on every rank (unlike nanoGPT): same initial weights, same data and noise draws
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)  # the data stream
     ckpt_path = os.path.join(cfg.out, "ckpt.pt")
 
     model = VideoUNet(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; keep room for a few
+    if master:
+        check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; keep room for a few
     if cfg.init and not cfg.resume:
         model.load_state_dict(sfvgen.load_model(cfg.init)[0].state_dict())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -121,32 +145,45 @@ def main(cfg, quiet=False):
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
-        set_rng_state(rng, ckpt["rng"])
+        set_rng_state(rng, ckpt["rng"], device)
         pool.seeds = list(ckpt["pool"])
-        if not quiet:
+        if master and not quiet:
             print(f"resumed from {ckpt_path} at step {step}")
     diffusion = Diffusion(cfg, device)
     net = torch.compile(model) if cfg.compile and device.type == "cuda" else model
+    if ddp:  # forward/backward through DDP (it averages gradients over ranks); EMA and checkpoints use `model`
+        # find_unused_parameters: levels without temporal attention keep an unused frame_pos (its grad stays None)
+        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     use_bf16 = cfg.bf16 and device.type == "cuda"
 
     def checkpoint():
-        sfvgen.save_checkpoint(ckpt_path, dict(config=asdict(cfg), step=step, model=model.state_dict(),
-                                               ema=ema.state_dict(), optimizer=opt.state_dict(), rng=rng_state(rng), pool=pool.seeds))
+        if master:
+            sfvgen.save_checkpoint(ckpt_path, dict(config=asdict(cfg), step=step, model=model.state_dict(), ema=ema.state_dict(),
+                                                   optimizer=opt.state_dict(), rng=rng_state(rng, device), pool=pool.seeds))
 
+    stop_asked = []
+    if ddp:  # torchrun passes Ctrl-C on as SIGINT to every rank; they finish the step and stop together
+        signal.signal(signal.SIGINT, lambda signum, frame: stop_asked.append(signum))
     losses, t_start = [], time.time()
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=quiet, desc=f"slow learning ({n_params / 1e6:.2f}M params, {device})")
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=quiet or not master,
+               desc=f"slow learning ({n_params / 1e6:.2f}M params, {device}{f' x {world}' if ddp else ''})")
     try:
         while step < cfg.max_steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            seeds = pool.step(rng)
+            seeds = pool.step(rng)  # every rank draws the whole global batch (cheap) and keeps its rows
             ctx, tok, tgt = batch_to(device, data.sample_batch(rng, seeds, cfg.batch, cfg.world()))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond)
-            if not torch.isfinite(loss):
+                loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, rows=rows)
+            batch_loss = loss.detach()
+            if ddp:  # the mean of the ranks' slice means is the global batch's loss; all ranks see the same value
+                batch_loss = batch_loss.clone()
+                dist.all_reduce(batch_loss)
+                batch_loss = batch_loss / world
+            if not torch.isfinite(batch_loss):
                 kept = f"the last good checkpoint is kept at {ckpt_path}" if os.path.exists(ckpt_path) else "no checkpoint was written yet"
-                raise SystemExit(f"error: loss is {loss.item()} at step {step}; stopping ({kept}). "
-                                 f"Try a lower --lr or a larger --warmup.")
+                msg = f"error: loss is {batch_loss.item()} at step {step}; stopping ({kept}). Try a lower --lr or a larger --warmup."
+                raise SystemExit(msg if master else 1)  # every rank stops; rank 0 says why
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -155,31 +192,47 @@ def main(cfg, quiet=False):
             with torch.no_grad():
                 torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
             step += 1
-            losses.append(loss.item())
+            losses.append(batch_loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_at(cfg, step):.1e}")
-            if step % cfg.log_every == 0 and not quiet:
+            if step % cfg.log_every == 0 and master and not quiet:
                 bar.write(json.dumps(dict(step=step, loss=round(sum(losses[-cfg.log_every:]) / cfg.log_every, 5),
                                           minutes=round((time.time() - t_start) / 60, 2))))
             if step % cfg.eval_every == 0 and not quiet:
-                val = validation_loss(ema, diffusion, cfg, device)
-                sample_gif(ema, diffusion, cfg, os.path.join(cfg.out, f"sample_{step:06d}.gif"))
-                bar.write(json.dumps(dict(step=step, val_loss=round(val, 5))))
+                if master:  # on the EMA weights, which are the same on every rank
+                    val = validation_loss(ema, diffusion, cfg, device)
+                    sample_gif(ema, diffusion, cfg, os.path.join(cfg.out, f"sample_{step:06d}.gif"))
+                    bar.write(json.dumps(dict(step=step, val_loss=round(val, 5))))
+                if ddp:
+                    dist.barrier()  # the other ranks wait for rank 0 here
             out_of_time = cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes
+            if ddp:  # the ranks must agree to stop at the same step, or the others would wait for it forever
+                flags = torch.tensor([float(out_of_time), float(len(stop_asked) > 0)], device=device)
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                out_of_time = bool(flags[0])
+                if flags[1]:
+                    raise KeyboardInterrupt
             if step % cfg.ckpt_every == 0 or step == cfg.max_steps or out_of_time:
                 checkpoint()
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 checkpoint()
-                export(ckpt_path, os.path.join(cfg.out, f"snap_{step:06d}.pt"), quiet=True)
+                if master:
+                    export(ckpt_path, os.path.join(cfg.out, f"snap_{step:06d}.pt"), quiet=True)
             if out_of_time:
-                bar.write(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
+                if master:
+                    bar.write(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
                 break
     except KeyboardInterrupt:
         checkpoint()
-        print(f"\ninterrupted at step {step}: checkpoint saved to {ckpt_path}; continue with the same flags and --resume on")
+        if master:
+            print(f"\ninterrupted at step {step}: checkpoint saved to {ckpt_path}; continue with the same flags and --resume on")
+        if ddp:
+            dist.destroy_process_group()
         sys.exit(130)
     finally:
         bar.close()
+    if ddp:
+        dist.destroy_process_group()
     return dict(losses=losses, step=step)
 
 
