@@ -170,49 +170,59 @@ def bench_ours(cfg, device, args, mem, row):
     fused = device.type == "cuda"  # the optimizer train.py uses
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=fused, foreach=None if fused else True)
-    use_bf16 = cfg.bf16 and device.type == "cuda"
+    use_bf16 = {"preset": cfg.bf16, "on": True, "off": False}[args.bf16] and device.type == "cuda"
+    net = torch.compile(model) if args.compile and device.type == "cuda" else model  # as train.py
     ctx, tok, tgt = clip_batch(cfg, args.batch, device)
     gen = torch.Generator().manual_seed(0)
     mem.reset()
 
-    def train_step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = diffusion.loss(model, ctx, tgt, tok, p_uncond=cfg.p_uncond, generator=gen)
+    def train_step(net=net, bf16=use_bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
 
-    # 1 + 5. the first warmup step is also the one whose FLOPs are counted (the counter slows it down)
+    # 1 + 5. the first warmup step is also the one whose FLOPs are counted (the counter slows it down);
+    # the FLOPs are counted on the eager fp32 model (the same maths; the fused bf16 attention kernels do not
+    # run under the counter), compiled and bf16 code is only timed
     model.train()
-    flops = count_flops(train_step)
-    step_s, step_all = median_time(train_step, device, n=args.steps, warmup=args.warmup - 1)
+    flops = count_flops(lambda: train_step(model, False))
+    step_s, step_all = median_time(train_step, device, n=args.steps, warmup=args.warmup - 1 + 2 * (net is not model))
     clip = f"B={args.batch}, T={2 * cfg.chunk}, {cfg.size}x{cfg.size}"
     row("parameters", f"{n_params / 1e6:.2f} M", "")
-    row("train step", f"{step_s * 1e3:.0f} ms", f"{clip}, median of {args.steps}" + (", bf16 autocast" if use_bf16 else ""))
+    row("train step", f"{step_s * 1e3:.0f} ms", f"{clip}, median of {args.steps}" + (", bf16 autocast" if use_bf16 else "")
+        + (", torch.compile" if net is not model else ""))
 
     # 2 + 3. sampling one chunk with the previous chunk as context; batch 1 as in generate_long
     opt.zero_grad(set_to_none=True)  # so the copy below carries no gradients
     model.eval()
     ctx1, tok1 = ctx[:1], tok[:1]
     K = cfg.chunk
-    sample_s, _ = median_time(lambda: diffusion.sample(model, ctx1, tok1, K, generator=gen), device,
-                              n=args.steps, warmup=args.warmup)
+    # --compile: sampling through CUDA graphs (batch-1 denoising steps are kernel-launch bound)
+    sampler = (lambda m: torch.compile(m, mode="reduce-overhead")) if args.compile and device.type == "cuda" else (lambda m: m)
+    sample_net = sampler(model)
+    sample_s, _ = median_time(lambda: diffusion.sample(sample_net, ctx1, tok1, K, generator=gen), device,
+                              n=args.steps, warmup=args.warmup + 2 * args.compile)
     fast_model = copy.deepcopy(model)
     sfvgen.add_lora(fast_model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha)
+    fast_sample_net = sampler(fast_model)
     n_lora = sum(p.numel() for p in sfvgen.lora_parameters(fast_model))
     fast_opt = torch.optim.Adam(sfvgen.lora_parameters(fast_model), lr=cfg.fast_lr)  # as in generate_long
     null = sfvgen.null_tokens(1, device)
     lora_sample, update = [], []
-    for i in range(args.warmup + args.steps):  # the chunk loop of generate_long with the local fast rule
+    for i in range(args.warmup + 2 * args.compile + args.steps):  # the chunk loop of generate_long with the local fast rule
         t0 = clock(device)
         fast_model.eval()
-        y = diffusion.sample(fast_model, ctx1, tok1, K, generator=gen)  # LoRA layers make sampling a bit slower
+        sfvgen.merge_lora(fast_model)  # as generate_long: sample with W + (alpha / r) B A folded in
+        y = diffusion.sample(fast_sample_net, ctx1, tok1, K, generator=gen)
+        sfvgen.unmerge_lora(fast_model)
         t1 = clock(device)
         sfvgen.fast_update(fast_model, diffusion, fast_opt, y[:, :0], torch.cat([ctx1, y], dim=1), null,
                            cfg.fast_steps, gen)
         t2 = clock(device)
-        if i >= args.warmup:
+        if i >= args.warmup + 2 * args.compile:
             lora_sample.append(t1 - t0)
             update.append(t2 - t1)
     fast_chunk_s = statistics.median(s + u for s, u in zip(lora_sample, update))
@@ -228,7 +238,8 @@ def bench_ours(cfg, device, args, mem, row):
     row("peak memory", f"{peak / 2 ** 30:.2f} GiB", mem.what)
     return dict(
         params=n_params, lora_params=n_lora, clip=dict(batch=args.batch, frames=2 * K, height=cfg.size, width=cfg.size),
-        bf16=use_bf16, train_step_s=step_s, train_step_times_s=step_all, train_flops=flops, train_flops_per_s=flops / step_s,
+        bf16=use_bf16, compiled=net is not model, train_step_s=step_s, train_step_times_s=step_all, train_flops=flops,
+        train_flops_per_s=flops / step_s,
         sample_s_per_frame=plain, sample_lora_s_per_frame=statistics.median(lora_sample) / K,
         sample_fast_s_per_frame=fast, fast_overhead_pct=overhead, fast_update_s=update_s,
         sample_steps=cfg.sample_steps, fast_steps=cfg.fast_steps, peak_memory_bytes=peak, peak_memory_what=mem.what,
@@ -349,6 +360,10 @@ def main():
     p.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (at least 1: it also counts the FLOPs)")
     p.add_argument("--peer", action="store_true", help="also time video-diffusion-pytorch's Unet3D at a matched parameter count")
     p.add_argument("--peer-steps", type=int, default=3, help="timed peer training steps (after one untimed)")
+    p.add_argument("--bf16", choices=("preset", "on", "off"), default="preset",
+                   help="bf16 autocast of the training step on CUDA: the preset's setting, or forced on / off")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet for the training step, and with CUDA graphs for sampling (CUDA only)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave torch's default)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 timed steps, 1 warmup, 1 peer step")
     p.add_argument("--json", default="bench.json", help="where to write the results")

@@ -207,6 +207,12 @@ def trajectory(actions, start, spec=WorldSpec()):
     return np.stack(out) % spec.canvas
 
 
+def torus_distance(a, b, spec=WorldSpec()):
+    """Euclidean distance in pixels between camera corners a (..., 2) and b (..., 2) on the toroidal canvas."""
+    d = np.abs(np.asarray(a) - np.asarray(b)) % spec.canvas
+    return np.hypot(*np.moveaxis(np.minimum(d, spec.canvas - d), -1, 0))
+
+
 def render_episode(world_seed, actions, spec=WorldSpec(), start=None, frame_ids=None):
     """The ground truth for any action list: frames (N, H, W, 3) uint8 and positions (N, 2) int64 (y, x).
 

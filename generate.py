@@ -17,6 +17,7 @@ import os
 import resource
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -43,6 +44,10 @@ def extra_flags(p):
     p.add_argument("--arms", default=None, help="with --eval: only these rows, comma-separated (the baseline row is always run)")
     p.add_argument("--memory-probe", type=int, default=0,
                    help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
+    p.add_argument("--plan", type=int, default=0,
+                   help="planning on this many test worlds: walk a path, then 'go back'; frames -> inverse dynamics -> simulator")
+    p.add_argument("--loop-ckpt", default=None, help="with --plan / --eval: loop-trained weights (train.py --loop) for the full-method row")
+    p.add_argument("--idm", default="checkpoints/idm.pt", help="inverse-dynamics checkpoint for --plan (trained and saved here if missing)")
     p.add_argument("--eval-slow", type=int, default=0, help="single-chunk prediction on this many test worlds")
     p.add_argument("--rollouts", type=int, default=20, help="with --eval-slow: 8-chunk rollouts (PSNR per chunk) on this many worlds")
 
@@ -314,6 +319,75 @@ def cmd_memory_probe(args, model, cfg, diffusion):
     return out
 
 
+def load_idm(path, cfg, device):
+    """The inverse-dynamics model: from `path`, or trained on ground-truth pairs (about a minute on a CPU) and saved there."""
+    if os.path.exists(path):
+        ckpt = sfvgen.load_checkpoint(path, require=("size", "model"))
+        if ckpt["size"] != cfg.size:
+            raise ValueError(f"{path}: inverse dynamics for {ckpt['size']}x{ckpt['size']} frames; "
+                             f"the video model makes {cfg.size}x{cfg.size}")
+        idm = sfvgen.InverseDynamics(cfg.size).to(device)
+        idm.load_state_dict(ckpt["model"])
+        return idm.eval()
+    idm = sfvgen.train_inverse_dynamics(cfg, device, progress=lambda x: tqdm(x, desc="training inverse dynamics", leave=False))
+    sfvgen.save_checkpoint(path, dict(size=cfg.size, model=idm.state_dict()))
+    print(f"wrote {path}")
+    return idm
+
+
+def plan_scores(moves, truth_pos, n_out, spec):
+    """Execute per-frame moves from the true start; distances in pixels on the torus.
+    final: executed end to the start; waypoints: mean over the outward path's chunk ends (start included)
+    of the closest executed position on the return leg."""
+    executed = data.trajectory(moves, truth_pos[0], replace(spec, chunk=1))  # (N, 2): one move per frame
+    waypoints = truth_pos[:n_out:spec.chunk]                                      # (n + 1, 2)
+    ret = executed[n_out - 1:]                                                    # from the turning point on
+    closest = [data.torus_distance(ret, w, spec).min() for w in waypoints]
+    return dict(final=float(data.torus_distance(executed[-1], truth_pos[0], spec)), waypoints=float(np.mean(closest)))
+
+
+def cmd_plan(args, model, cfg, diffusion):
+    """Long-horizon planning (the paper's section 4.3, UniPi-style): the video model is given the outward
+    actions, then 'go back' for every return chunk; the inverse-dynamics model turns the generated frames
+    into moves, which the simulator executes from the true start. The paper's Table 2 layout."""
+    dev = next(model.parameters()).device
+    spec, K, n = cfg.world(), cfg.chunk, args.out_chunks
+    idm = load_idm(args.idm, cfg, dev)
+    pairs, labels = sfvgen.move_pairs(np.random.default_rng(cfg.seed), range(*cfg.test_seeds), 2000, spec)
+    with torch.no_grad():
+        idm_acc = float((idm(sfvgen.to_model(pairs, dev)).argmax(-1).cpu().numpy() == labels).mean())
+    rng = np.random.default_rng(cfg.seed)
+    tasks = [(cfg.test_seeds[0] + i, data.make_actions("go-back", rng, n=n)) for i in range(args.plan)]
+    arms = [("without TEMP-LoRA", model, False), ("TEMP-LoRA, slow-only weights", model, True)]
+    if args.loop_ckpt:
+        arms.append(("TEMP-LoRA, loop-trained weights", sfvgen.load_model(args.loop_ckpt, dev)[0], True))
+    rows = []
+    for name, weights, fast in arms:
+        m = with_lora(weights, cfg) if fast else weights
+        scores = []
+        for seed, actions in tqdm(tasks, desc=name, leave=False):
+            truth, pos = data.render_episode(seed, actions, spec)
+            frames = run(m, diffusion, cfg, truth[0], actions, fast, cfg.seed)["frames"]
+            moves = idm.infer(frames)
+            s = plan_scores(moves, pos, 1 + n * K, spec)
+            s["return_psnr"] = metrics.psnr(frames[1 + n * K:], truth[1 + n * K:])
+            scores.append(s)
+        rows.append(dict(method=name, **{k: float(np.mean([s[k] for s in scores])) for k in scores[0]},
+                         per_world=scores))
+    print(f"inverse dynamics: {100 * idm_acc:.1f}% of moves right on 2000 ground-truth pairs of held-out worlds")
+    print(f"{'method':<34} | {'final distance to start (px)':>28} | {'closest to waypoints (px)':>25} | {'return PSNR':>11}")
+    for r in rows:
+        print(f"{r['method']:<34} | {r['final']:>28.1f} | {r['waypoints']:>25.1f} | {r['return_psnr']:>11.2f}")
+    print(f"({args.plan} held-out worlds, {n} outward chunks of {K} frames at {spec.speed} px per frame: "
+          f"the turning point is {n * K * spec.speed} px of walking from the start)")
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "plan.json")
+    write_json(path, dict(checkpoint=args.ckpt, loop_checkpoint=args.loop_ckpt, idm_accuracy=idm_acc,
+                          worlds=[s for s, _ in tasks], rows=rows))
+    print(f"wrote {path}")
+    return dict(idm_accuracy=idm_acc, rows=rows)
+
+
 def main(argv=None):
     parser = sfvgen.config_parser(__doc__.split("\n")[0], extra_flags, skip=("out", "resume", "init"))
     args = parser.parse_args(argv)
@@ -321,6 +395,8 @@ def main(argv=None):
         data.parse_actions(args.actions)  # refuse bad input before any work starts
         train.check_writable(args.out_dir)
         model, cfg, diffusion = build(args)
+        if args.plan:
+            return cmd_plan(args, model, cfg, diffusion)
         if args.memory_probe:
             return cmd_memory_probe(args, model, cfg, diffusion)
         if args.eval_slow:

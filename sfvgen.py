@@ -21,7 +21,7 @@ import inspect
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -89,6 +89,10 @@ class Config:
     out: str = "runs/tiny"             # output folder of training
     resume: bool = False               # continue from out/ckpt.pt
     init: str = ""                     # start the weights from this checkpoint's EMA (fine-tuning, the loop)
+    # --- the slow-fast learning loop (Algorithm 1b; train.py --loop)
+    loop: bool = False                 # train the slow weights with each episode's TEMP-LoRA plugged in
+    loop_episodes: int = 4             # episodes per outer iteration (one slow optimizer step)
+    loop_out_chunks: int = 4           # chunks of each episode's outward leg (the episode has twice as many)
 
     def world(self):
         """The data.py WorldSpec these fields describe."""
@@ -168,7 +172,7 @@ def validate(cfg):
          f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
     ]
     for name in ("channels", "size", "canvas", "chunk", "batch", "max_steps", "timesteps", "sample_steps",
-                 "lora_rank", "heads", "text_dim", "log_every", "eval_every", "ckpt_every"):
+                 "lora_rank", "heads", "text_dim", "log_every", "eval_every", "ckpt_every", "loop_episodes", "loop_out_chunks"):
         checks.append((getattr(cfg, name) > 0, f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}"))
     checks += [
         (cfg.speed >= 0 and cfg.fast_steps >= 0, "--speed and --fast-steps must be >= 0"),
@@ -708,6 +712,128 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
                   rng=rng.bit_generator.state, lora=lora_state(model) if fast else {},
                   opt=opt.state_dict() if fast else {})
     return dict(frames=to_frames(torch.cat(out, dim=1))[0], fast_losses=losses, memory=memory)
+
+
+# ============================================================================= the slow-fast learning loop (Algorithm 1b)
+def sample_loop_episodes(cfg, rng, seeds):
+    """The episodes of one outer iteration: ground-truth frames (1 + I K, H, W, 3) uint8 and their I actions,
+    half out-and-back and half "go back" (the kinds where memory pays: the slow weights learn to retrace a
+    path they can only know from the fast weights)."""
+    episodes = []
+    for e in range(cfg.loop_episodes):
+        kind = ("out-and-back", "go-back")[e % 2]
+        actions = data.make_actions(kind, rng, n=cfg.loop_out_chunks)
+        frames, _ = data.render_episode(int(seeds[rng.integers(len(seeds))]), actions, cfg.world())
+        episodes.append((frames, actions))
+    return episodes
+
+
+def fast_learn_episodes(model, diffusion, cfg, episodes, generator=None):
+    """The inner loop of Algorithm 1b (fast learning, Phi frozen). Returns Ds, the triples
+    (X_i, X_{i+1}, a_i, Theta_i) where the snapshot Theta_i holds the memory of X_0 .. X_i only.
+
+        for each episode:
+            Theta = fresh LoRA
+            for i in 0 .. I-1:
+                Ds.append((X_i, X_{i+1}, a_i, Theta))            # a copy: LoRA-sized
+                Theta = fast_update(Theta, X_i joined X_{i+1})
+    """
+    dev = next(model.parameters()).device
+    null = null_tokens(1, dev)
+    Ds = []
+    for frames, actions in episodes:
+        x = to_model(frames[None], dev)                                # (1, 1 + I K, 3, H, W)
+        X = [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1))        # X_0 = the start frame, X_1 .. X_I
+        reset_lora(model)                                              # Theta fresh for every episode
+        fast_opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr)  # one optimizer per episode
+        model.train()
+        for i in range(len(X) - 1):
+            Ds.append((X[i], X[i + 1], action_tokens([actions[i]], dev), lora_state(model)))
+            # the fast loss on X_i joined X_{i+1}: all frames noised with one t, loss on all, null action;
+            # ground-truth chunks here (our reading: the paper leaves open whether they are generated)
+            fast_update(model, diffusion, fast_opt, X[i][:, :0], torch.cat([X[i], X[i + 1]], dim=1), null,
+                        cfg.fast_steps, generator)
+    reset_lora(model)
+    return Ds
+
+
+def slow_learn_triples(model, diffusion, cfg, Ds, generator=None):
+    """The outer step of Algorithm 1b (slow learning, Theta frozen): the gradient of
+        L = (1 / |Ds|) sum over (X_i, X_{i+1}, a_i, Theta_i) in Ds of L_slow(X_{i+1} | X_i, a_i; Phi + Theta_i)
+    is left in the slow weights' .grad (the caller clips and steps the slow optimizer). Returns L."""
+    set_trainable(model, "slow")                                       # Phi trains, Theta frozen
+    model.train()
+    total = 0.0
+    for x_i, x_next, a_i, theta_i in Ds:
+        load_lora_state(model, theta_i)                                # plug in the episode's memory at chunk i
+        loss = diffusion.loss(model, x_i, x_next, a_i, p_uncond=cfg.p_uncond, generator=generator) / len(Ds)
+        loss.backward()                                                # gradients reach Phi only
+        total += loss.item()
+    reset_lora(model)
+    return total
+
+
+def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None):
+    """One outer iteration of Algorithm 1b: the inner loop over episodes, then the outer step.
+    model carries LoRA layers (Theta) over its slow weights (Phi). Returns the mean slow loss."""
+    Ds = fast_learn_episodes(model, diffusion, cfg, episodes, generator)   # inner loop: fast learning
+    return slow_learn_triples(model, diffusion, cfg, Ds, generator)        # outer step: slow learning
+
+
+# ============================================================================= inverse dynamics (planning)
+class InverseDynamics(nn.Module):
+    """a_t = f(x_t, x_{t+1}): which move took frame t to frame t+1 (UniPi-style planning turns generated
+    frames into actions with it). A small CNN on the two frames and their difference.
+    (B, 2, 3, H, W) in [-1, 1] -> (B, len(MOVES)) logits."""
+    MOVES = ("go left", "go right", "go up", "go down", "stay")
+
+    def __init__(self, size, width=32):
+        super().__init__()
+        self.size = size
+        self.net = nn.Sequential(
+            nn.Conv2d(9, width, 3, padding=1), nn.GELU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),      # H/2
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),  # H/4
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),  # H/8
+            nn.Flatten(), nn.Linear(2 * width * (size // 8) ** 2, len(self.MOVES)))
+
+    def forward(self, pair):
+        a, b = pair[:, 0], pair[:, 1]                      # (B, 3, H, W) each
+        return self.net(torch.cat([a, b, b - a], dim=1))   # the difference makes the motion easy to see
+
+    @torch.no_grad()
+    def infer(self, frames):
+        """uint8 frames (N, H, W, 3) -> the N - 1 moves between consecutive frames, as action texts."""
+        x = to_model(frames[None], next(self.parameters()).device)[0]       # (N, 3, H, W)
+        logits = self(torch.stack([x[:-1], x[1:]], dim=1))                 # (N - 1, 5)
+        return [self.MOVES[k] for k in logits.argmax(-1).tolist()]
+
+
+def move_pairs(rng, seeds, n, spec):
+    """n ground-truth frame pairs (n, 2, H, W, 3) uint8 with random starts and moves, and the move ids (n,)."""
+    one = replace(spec, chunk=1)  # one frame per action: a single move
+    pairs, labels = [], rng.integers(0, len(InverseDynamics.MOVES), size=n)
+    for k in labels:
+        seed = int(seeds[rng.integers(len(seeds))])
+        start = tuple(int(v) for v in rng.integers(0, spec.canvas, 2))
+        pairs.append(data.render_episode(seed, [InverseDynamics.MOVES[k]], one, start=start)[0])
+    return np.stack(pairs), labels
+
+
+def train_inverse_dynamics(cfg, device, steps=800, batch=64, seed=0, progress=None):
+    """Cross-entropy on ground-truth pairs of training worlds. Returns the model (eval mode)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    idm = InverseDynamics(cfg.size).to(device)
+    opt = torch.optim.AdamW(idm.parameters(), lr=1e-3)
+    seeds = range(cfg.train_seeds[0], cfg.train_seeds[0] + 256)  # 256 worlds stay in the world cache
+    for _ in (progress or (lambda x: x))(range(steps)):
+        pairs, labels = move_pairs(rng, seeds, batch, cfg.world())
+        loss = F.cross_entropy(idm(to_model(pairs, device)), torch.as_tensor(labels, device=device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return idm.eval()
 
 
 # ============================================================================= checkpoints

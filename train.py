@@ -4,9 +4,14 @@
     python train.py --preset tiny --out runs/tiny --resume on       # continue exactly where it stopped
     python train.py --export runs/tiny/ckpt.pt small.pt             # EMA weights in half precision (for sharing)
     torchrun --standalone --nproc_per_node=8 train.py --preset gpu  # several GPUs (DDP); --batch stays global
+    python train.py --loop on --init checkpoints/tiny.pt --lr 2e-5 --warmup 0 --out runs/tiny-loop
+                                                                    # the slow-fast learning loop (Algorithm 1b)
 
 Reads top to bottom: config, processes and device, seed, model, optimizer, resume, loop (data -> masked
 loss -> step -> EMA -> log / validate / checkpoint). `main(cfg)` is what tests call for a few steps.
+With --loop one step is one outer iteration of Algorithm 1b (sfvgen.slow_fast_iteration): the inner loop
+fast-learns a fresh LoRA on each of --loop-episodes episodes, the outer step trains the slow weights with
+the stored LoRA snapshots plugged in. Checkpoints hold the slow weights only, as in slow learning.
 Under torchrun every process draws the same global batch and computes its own slice; DDP averages the
 gradients, so N processes take the same steps as one process with the whole batch. Rank 0 writes.
 """
@@ -112,6 +117,8 @@ def main(cfg, quiet=False):
             raise SystemExit(f"error: --batch {cfg.batch} is the global batch; it must divide evenly over {world} processes")
         if device.type == "mps":
             raise SystemExit("error: torchrun training needs --device cuda or cpu")
+        if cfg.loop:
+            raise SystemExit("error: --loop runs in one process (each episode's fast weights are its own); start it without torchrun")
         if device.type == "cuda":
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
@@ -137,6 +144,7 @@ def main(cfg, quiet=False):
     fused = device.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=fused, foreach=None if fused else True)
+    slow = [p for group in opt.param_groups for p in group["params"]]  # Phi, in the order of ema.parameters()
     step = 0
     pool = data.WorldPool(cfg.train_seeds, rng)
     if cfg.resume:
@@ -149,6 +157,8 @@ def main(cfg, quiet=False):
         pool.seeds = list(ckpt["pool"])
         if master and not quiet:
             print(f"resumed from {ckpt_path} at step {step}")
+    if cfg.loop:  # Algorithm 1b: the fast weights Theta ride on the slow model; the optimizer holds Phi only
+        sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
     diffusion = Diffusion(cfg, device)
     net = torch.compile(model) if cfg.compile and device.type == "cuda" else model
     if ddp:  # forward/backward through DDP (it averages gradients over ranks); EMA and checkpoints use `model`
@@ -158,7 +168,7 @@ def main(cfg, quiet=False):
 
     def checkpoint():
         if master:
-            sfvgen.save_checkpoint(ckpt_path, dict(config=asdict(cfg), step=step, model=model.state_dict(), ema=ema.state_dict(),
+            sfvgen.save_checkpoint(ckpt_path, dict(config=asdict(cfg), step=step, model=sfvgen.slow_state_dict(model), ema=ema.state_dict(),
                                                    optimizer=opt.state_dict(), rng=rng_state(rng, device), pool=pool.seeds))
 
     stop_asked = []
@@ -166,16 +176,23 @@ def main(cfg, quiet=False):
         signal.signal(signal.SIGINT, lambda signum, frame: stop_asked.append(signum))
     losses, t_start = [], time.time()
     bar = tqdm(total=cfg.max_steps, initial=step, disable=quiet or not master,
-               desc=f"slow learning ({n_params / 1e6:.2f}M params, {device}{f' x {world}' if ddp else ''})")
+               desc=f"{'slow-fast loop' if cfg.loop else 'slow learning'} ({n_params / 1e6:.2f}M params, "
+                    f"{device}{f' x {world}' if ddp else ''})")
     try:
         while step < cfg.max_steps:
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
-            seeds = pool.step(rng)  # every rank draws the whole global batch (cheap) and keeps its rows
-            ctx, tok, tgt = batch_to(device, data.sample_batch(rng, seeds, cfg.batch, cfg.world()))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, rows=rows)
-            batch_loss = loss.detach()
+            opt.zero_grad(set_to_none=True)
+            if cfg.loop:  # the slow-fast learning loop: inner loop over episodes (fast), then the slow gradient
+                episodes = sfvgen.sample_loop_episodes(cfg, rng, pool.step(rng))
+                batch_loss = torch.tensor(sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes))  # fills Phi's .grad
+            else:  # slow learning: the masked conditional loss on a batch of (context, action, target) clips
+                seeds = pool.step(rng)  # every rank draws the whole global batch (cheap) and keeps its rows
+                ctx, tok, tgt = batch_to(device, data.sample_batch(rng, seeds, cfg.batch, cfg.world()))
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, rows=rows)
+                loss.backward()
+                batch_loss = loss.detach()
             if ddp:  # the mean of the ranks' slice means is the global batch's loss; all ranks see the same value
                 batch_loss = batch_loss.clone()
                 dist.all_reduce(batch_loss)
@@ -184,13 +201,11 @@ def main(cfg, quiet=False):
                 kept = f"the last good checkpoint is kept at {ckpt_path}" if os.path.exists(ckpt_path) else "no checkpoint was written yet"
                 msg = f"error: loss is {batch_loss.item()} at step {step}; stopping ({kept}). Try a lower --lr or a larger --warmup."
                 raise SystemExit(msg if master else 1)  # every rank stops; rank 0 says why
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(slow, cfg.grad_clip)
             opt.step()
             decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # EMA: theta_ema = d theta_ema + (1 - d) theta
             with torch.no_grad():
-                torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+                torch._foreach_lerp_(list(ema.parameters()), slow, 1 - decay)
             step += 1
             losses.append(batch_loss.item())
             bar.update(1)

@@ -1,0 +1,117 @@
+"""The slow-fast learning loop (Algorithm 1b) and planning with an inverse-dynamics model."""
+import numpy as np
+import torch
+from conftest import micro_cfg
+
+import data
+import generate
+import sfvgen
+
+
+def setup(fast_steps=2, episodes=2):
+    cfg = micro_cfg(fast_steps=fast_steps, loop_episodes=episodes, loop_out_chunks=2, fast_lr=1e-2)
+    torch.manual_seed(0)
+    model = sfvgen.VideoUNet(cfg)
+    sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=0)
+    diffusion = sfvgen.Diffusion(cfg, torch.device("cpu"))
+    episodes = sfvgen.sample_loop_episodes(cfg, np.random.default_rng(0), range(0, 50))
+    return cfg, model, diffusion, episodes
+
+
+def same(a, b):
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_inner_loop_changes_only_the_lora_and_stores_one_triple_per_chunk():
+    cfg, model, diffusion, episodes = setup()
+    slow_before = {k: v.clone() for k, v in sfvgen.slow_state_dict(model).items()}
+    Ds = sfvgen.fast_learn_episodes(model, diffusion, cfg, episodes, torch.Generator().manual_seed(0))
+    assert same(sfvgen.slow_state_dict(model), slow_before)  # Phi frozen in the inner loop
+    assert len(Ds) == sum(len(actions) for _, actions in episodes)
+    assert not same(Ds[1][3], Ds[0][3])  # the fast weights did move between chunks
+
+
+def test_snapshot_i_equals_the_lora_after_i_fast_updates():
+    cfg, model, diffusion, episodes = setup(episodes=1)
+    Ds = sfvgen.fast_learn_episodes(model, diffusion, cfg, episodes, torch.Generator().manual_seed(0))
+    # replay the episode by hand with the same generator: reset, then one update per chunk
+    frames, actions = episodes[0]
+    x = sfvgen.to_model(frames[None])
+    X = [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1))
+    sfvgen.reset_lora(model)
+    opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)
+    gen = torch.Generator().manual_seed(0)
+    for i in range(len(actions)):
+        assert same(sfvgen.lora_state(model), Ds[i][3]), f"snapshot {i} is not the LoRA after {i} updates"
+        assert torch.equal(Ds[i][0], X[i]) and torch.equal(Ds[i][1], X[i + 1])
+        sfvgen.fast_update(model, diffusion, opt, X[i][:, :0], torch.cat([X[i], X[i + 1]], 1), sfvgen.null_tokens(1, "cpu"),
+                           cfg.fast_steps, gen)
+
+
+def test_outer_step_changes_only_the_slow_weights_and_leaves_snapshots_untouched():
+    cfg, model, diffusion, episodes = setup()
+    gen = torch.Generator().manual_seed(0)
+    Ds = sfvgen.fast_learn_episodes(model, diffusion, cfg, episodes, gen)
+    kept = [{k: v.clone() for k, v in theta.items()} for *_, theta in Ds]
+    slow_before = {k: v.clone() for k, v in sfvgen.slow_state_dict(model).items()}
+    lora_before = sfvgen.lora_state(model)
+    slow = [p for n, p in model.named_parameters() if ".lora_" not in n]
+    opt = torch.optim.SGD(slow, lr=0.1)
+    model.zero_grad(set_to_none=True)  # the fast updates' last LoRA gradients
+    sfvgen.slow_learn_triples(model, diffusion, cfg, Ds, gen)
+    assert all(p.grad is None for p in sfvgen.lora_parameters(model))  # Theta_i frozen in the outer step
+    opt.step()
+    assert same(sfvgen.lora_state(model), lora_before)
+    assert all(same(theta, k) for (*_, theta), k in zip(Ds, kept))  # every snapshot as it was stored
+    after = sfvgen.slow_state_dict(model)
+    assert any(not torch.equal(after[k], slow_before[k]) for k in after)  # Phi moved
+
+
+def test_outer_step_uses_the_snapshot_memory():
+    # with a different LoRA plugged in the slow loss (same noise) must differ: the memory is really used
+    cfg, model, diffusion, episodes = setup(episodes=1)
+    Ds = sfvgen.fast_learn_episodes(model, diffusion, cfg, episodes, torch.Generator().manual_seed(0))
+    last = Ds[-1]
+    losses = []
+    for theta in (last[3], Ds[0][3]):
+        model.zero_grad()
+        losses.append(sfvgen.slow_learn_triples(model, diffusion, cfg, [(*last[:3], theta)], torch.Generator().manual_seed(1)))
+    assert losses[0] != losses[1]
+
+
+def test_the_loop_runs_one_outer_iteration_end_to_end(tmp_path):
+    import train
+    init = tmp_path / "init"
+    train.main(micro_cfg(max_steps=1, out=str(init)), quiet=True)
+    cfg = micro_cfg(loop=True, init=str(init / "ckpt.pt"), max_steps=1, loop_episodes=1, loop_out_chunks=2, lr=1e-3,
+                    out=str(tmp_path / "loop"))
+    out = train.main(cfg, quiet=True)
+    assert out["step"] == 1 and np.isfinite(out["losses"][0])
+    model, _, _ = sfvgen.load_model(str(tmp_path / "loop" / "ckpt.pt"))  # a plain video model, no LoRA keys
+    start, _, _ = sfvgen.load_model(str(init / "ckpt.pt"))
+    diff = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values())]
+    assert any(diff) and not any(isinstance(m, sfvgen.LoRA) for m in model.modules())
+
+
+def test_planning_executor_moves_the_simulator_as_the_moves_say():
+    spec = data.WorldSpec(size=16, canvas=64, speed=2, chunk=2)
+    actions = ["go right", "go down", "go back", "go back"]
+    truth, pos = data.render_episode(7, actions, spec)
+    per_frame = [a for a in actions[:2] for _ in range(spec.chunk)] + ["go up"] * 2 + ["go left"] * 2  # the true moves
+    exact = generate.plan_scores(per_frame, pos, 1 + 2 * spec.chunk, spec)
+    assert exact == dict(final=0.0, waypoints=0.0)
+    short = generate.plan_scores(per_frame[:-1] + ["stay"], pos, 1 + 2 * spec.chunk, spec)  # one move missing
+    assert short["final"] == spec.speed
+    wrong = generate.plan_scores(per_frame[:4] + ["go right"] * 4, pos, 1 + 2 * spec.chunk, spec)  # walks on, never back
+    assert np.isclose(wrong["final"], np.hypot(6 * spec.speed, 2 * spec.speed))
+
+
+def test_inverse_dynamics_reads_ground_truth_moves():
+    cfg = micro_cfg(size=16, canvas=64, speed=2)
+    idm = sfvgen.train_inverse_dynamics(cfg, torch.device("cpu"), steps=150, batch=32)
+    pairs, labels = sfvgen.move_pairs(np.random.default_rng(5), range(*cfg.test_seeds), 200, cfg.world())
+    with torch.no_grad():
+        acc = (idm(sfvgen.to_model(pairs)).argmax(-1).numpy() == labels).mean()
+    assert acc > 0.9
+    moves = idm.infer(data.render_episode(cfg.test_seeds[0], ["go left", "go up"], cfg.world())[0])
+    assert len(moves) == 2 * cfg.chunk
