@@ -246,6 +246,48 @@ def bench_ours(cfg, device, args, mem, row):
     ), (ctx, tgt)
 
 
+# ============================================================================= fast paths, each off against on
+def naive_attention(q, k, v):
+    """softmax(q k^T / sqrt(d)) v written out: what F.scaled_dot_product_attention replaces."""
+    w = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)
+    return w @ v
+
+
+def bench_fast_paths(cfg, device, args, row):
+    """The training step with every fast path on, then with one of them switched off (or an optional one
+    switched on), same clip and seed: which ones pay on this device."""
+    ctx, tok, tgt = clip_batch(cfg, args.batch, device)
+    variants = [("all fast paths on (the default)", {}), ("attention written out instead of SDPA", dict(sdpa=False)),
+                ("AdamW one tensor at a time (foreach off)", dict(foreach=False)),
+                ("+ channels-last memory format (conv weights)", dict(channels_last=True)),
+                ("+ bf16 autocast", dict(bf16=True))]
+    out = {}
+    for name, v in variants:
+        torch.manual_seed(0)
+        model = VideoUNet(cfg).to(device)
+        if v.get("channels_last"):
+            model = model.to(memory_format=torch.channels_last)
+        fused = device.type == "cuda" and v.get("foreach", True)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=fused, foreach=None if fused else v.get("foreach", True))
+        diffusion, gen = Diffusion(cfg, device), torch.Generator().manual_seed(0)
+        sdpa = F.scaled_dot_product_attention
+        sfvgen.F.scaled_dot_product_attention = sdpa if v.get("sdpa", True) else naive_attention
+
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=v.get("bf16", False)):
+                loss = diffusion.loss(model, ctx, tgt, tok, p_uncond=cfg.p_uncond, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        try:
+            out[name], _ = median_time(step, device, n=args.steps, warmup=args.warmup)
+        finally:
+            sfvgen.F.scaled_dot_product_attention = sdpa
+        base = out[next(iter(out))]
+        row(name, f"{out[name] * 1e3:.0f} ms", "" if name == next(iter(out)) else f"{100 * (out[name] / base - 1):+.0f}% vs default")
+    return out
+
+
 # ============================================================================= the peer
 def import_peer():
     """video_diffusion_pytorch.Unet3D, or None and why not."""
@@ -364,6 +406,7 @@ def main():
                    help="bf16 autocast of the training step on CUDA: the preset's setting, or forced on / off")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the UNet for the training step, and with CUDA graphs for sampling (CUDA only)")
+    p.add_argument("--fast-paths", action="store_true", help="also time the training step with each fast path off (or on)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave torch's default)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 timed steps, 1 warmup, 1 peer step")
     p.add_argument("--json", default="bench.json", help="where to write the results")
@@ -404,6 +447,9 @@ def main():
         ours["train_flops_frac_of_peak"] = ours["train_flops_per_s"] / flops_peak
         row("train FLOP/s", flops_str(ours["train_flops_per_s"]),
             f"{100 * ours['train_flops_frac_of_peak']:.1f}% of peak, {ours['train_flops'] / 1e9:.1f} GFLOP/step")
+        if args.fast_paths:
+            print(f"measuring {name} fast paths ...", flush=True)
+            ours["fast_paths_train_step_s"] = bench_fast_paths(cfg, device, args, row)
         if peer is not None:
             print(f"measuring {name} peer ...", flush=True)
             ours["peer"] = bench_peer(peer, cfg, device, args, ours, clip, flops_peak, mem, row)

@@ -41,7 +41,8 @@ def extra_flags(p):
     p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS, help="episode kind for --eval")
     p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg in --eval episodes")
     p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
-    p.add_argument("--arms", default=None, help="with --eval: only these rows, comma-separated (the baseline row is always run)")
+    p.add_argument("--arms", default=None,
+                   help="with --eval: only these rows, comma-separated (the baseline row is always run); with --plan: only these rows")
     p.add_argument("--memory-probe", type=int, default=0,
                    help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
     p.add_argument("--plan", type=int, default=0,
@@ -361,6 +362,11 @@ def cmd_plan(args, model, cfg, diffusion):
     arms = [("without TEMP-LoRA", model, False), ("TEMP-LoRA, slow-only weights", model, True)]
     if args.loop_ckpt:
         arms.append(("TEMP-LoRA, loop-trained weights", sfvgen.load_model(args.loop_ckpt, dev)[0], True))
+    if args.arms:  # only some rows (each row is deterministic, so rows of separate runs line up)
+        unknown = set(args.arms.split(",")) - {a[0] for a in arms}
+        if unknown:
+            raise ValueError(f"--arms: unknown rows {sorted(unknown)}; rows are {[a[0] for a in arms]}")
+        arms = [a for a in arms if a[0] in args.arms.split(",")]
     rows = []
     for name, weights, fast in arms:
         m = with_lora(weights, cfg) if fast else weights

@@ -194,13 +194,16 @@ def validate(cfg):
 
 
 def pick_device(name):
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """--device auto: cuda, then mps, then cpu; or the named device."""
+    if name == "auto":
+        mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        # cuDNN's fused attention failed in the bf16 backward of the gpu preset's temporal attention (B H W
+        # sequences of T frames: 65,536 at 32x32, batch 64; torch 2.11, H100); flash / memory-efficient kernels do it
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    return device
 
 
 # ============================================================================= frames <-> model tensors
@@ -245,7 +248,9 @@ class Attention(nn.Module):
         c = h if context is None else context
         q, k = self.to_q(h if pos is None else h + pos), self.to_k(c if pos is None else c + pos)
         q, k, v = (rearrange(z, "n s (h d) -> n h s d", h=self.heads) for z in (q, k, self.to_v(c)))
-        o = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
+        # softmax(q k^T / sqrt(d)) v; the fused CUDA kernels put the sequences on a grid axis that stops at
+        # 65,535, and temporal attention has B H W of them (65,536 for the gpu preset): slices of at most 2^15
+        o = torch.cat([F.scaled_dot_product_attention(*z) for z in zip(q.split(2 ** 15), k.split(2 ** 15), v.split(2 ** 15))])
         return x + self.to_out(rearrange(o, "n h s d -> n s (h d)"))
 
 
