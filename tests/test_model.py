@@ -131,3 +131,17 @@ def test_flags_parse_and_unknown_or_bad_ones_fail(capsys):
         p.parse_args(["--help"])
     helptext = capsys.readouterr().out
     assert all("--" + f.name.replace("_", "-") in helptext for f in sfvgen.fields(sfvgen.Config))
+
+
+def test_attention_over_many_sequences_equals_the_formula():
+    # more than 2^15 sequences go through in slices (a CUDA grid limit): the result must not depend on it
+    torch.manual_seed(0)
+    att = sfvgen.Attention(8, heads=2)
+    torch.nn.init.normal_(att.to_out.weight)  # not the identity
+    x = torch.randn(2 ** 15 + 3, 4, 8)  # (N, S, D): N pixel sequences of S frames
+    with torch.no_grad():
+        h = att.norm(x)
+        q, k, v = (z.reshape(len(x), 4, 2, 4).transpose(1, 2) for z in (att.to_q(h), att.to_k(h), att.to_v(h)))
+        w = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1)  # sqrt(d) = 2 for d = 4 per head
+        want = x + att.to_out((w @ v).transpose(1, 2).reshape(len(x), 4, 8))
+        assert torch.allclose(att(x), want, atol=1e-5)
