@@ -359,9 +359,9 @@ def cmd_plan(args, model, cfg, diffusion):
         idm_acc = float((idm(sfvgen.to_model(pairs, dev)).argmax(-1).cpu().numpy() == labels).mean())
     rng = np.random.default_rng(cfg.seed)
     tasks = [(cfg.test_seeds[0] + i, data.make_actions("go-back", rng, n=n)) for i in range(args.plan)]
-    arms = [("without TEMP-LoRA", model, False), ("TEMP-LoRA, slow-only weights", model, True)]
+    arms = [("without TEMP-LoRA", model, False), ("TEMP-LoRA + slow-only weights", model, True)]
     if args.loop_ckpt:
-        arms.append(("TEMP-LoRA, loop-trained weights", sfvgen.load_model(args.loop_ckpt, dev)[0], True))
+        arms.append(("TEMP-LoRA + loop-trained weights", sfvgen.load_model(args.loop_ckpt, dev)[0], True))
     if args.arms:  # only some rows (each row is deterministic, so rows of separate runs line up)
         unknown = set(args.arms.split(",")) - {a[0] for a in arms}
         if unknown:
