@@ -4,6 +4,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from dataclasses import asdict  # noqa: E402
+
 import torch  # noqa: E402
 
 import sfvgen  # noqa: E402
@@ -16,3 +18,13 @@ def micro_cfg(**overrides):
                 temporal_attn_levels=(1,), heads=2, text_dim=16, timesteps=100, sample_steps=4, batch=4,
                 warmup=5, max_steps=4, log_every=1000, eval_every=1000, ckpt_every=2, threads=1)
     return sfvgen.Config(**{**base, **overrides})
+
+
+def cli(cfg):
+    """The config as train.py flags."""
+    out = []
+    for k, v in asdict(cfg).items():
+        v = ",".join(map(str, v)) if isinstance(v, tuple) else ("on" if v is True else "off" if v is False else v)
+        if v != "":
+            out += ["--" + k.replace("_", "-"), str(v)]
+    return out

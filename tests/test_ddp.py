@@ -5,11 +5,10 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 
 import pytest
 import torch
-from conftest import micro_cfg
+from conftest import cli, micro_cfg
 
 import sfvgen
 import train
@@ -17,16 +16,6 @@ import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
-
-
-def cli(cfg):
-    """The config as train.py flags."""
-    out = []
-    for k, v in asdict(cfg).items():
-        v = ",".join(map(str, v)) if isinstance(v, tuple) else ("on" if v is True else "off" if v is False else v)
-        if v != "":
-            out += ["--" + k.replace("_", "-"), str(v)]
-    return out
 
 
 def test_two_processes_take_the_same_steps_as_one_process_with_the_same_global_batch(tmp_path):

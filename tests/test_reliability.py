@@ -5,26 +5,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 
 import pytest
 import torch
-from conftest import micro_cfg
+from conftest import cli, micro_cfg
 
 import sfvgen
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cli(cfg):
-    """The config as train.py flags."""
-    out = []
-    for k, v in asdict(cfg).items():
-        v = ",".join(map(str, v)) if isinstance(v, tuple) else ("on" if v is True else "off" if v is False else v)
-        if v != "":
-            out += ["--" + k.replace("_", "-"), str(v)]
-    return out
 
 
 def start(cfg):
