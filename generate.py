@@ -5,6 +5,8 @@
         (only generated | ground truth with --fast off), out/frames.npy, out/metrics.json
     python generate.py --ckpt CKPT --eval 20 --trajectory out-and-back [--ablate]
         held-out test episodes, fast learning off and on (and the ablations): a table, also as JSON
+    python generate.py --ckpt CKPT --plan 20 --loop-ckpt LOOP_CKPT
+        planning: outward actions, then 'go back'; inverse dynamics turns the frames into moves (Table 2)
     python generate.py --ckpt CKPT --eval-slow 20
         single-chunk prediction against the "repeat the last context frame" baseline, and rollouts
 
@@ -47,7 +49,7 @@ def extra_flags(p):
                    help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
     p.add_argument("--plan", type=int, default=0,
                    help="planning on this many test worlds: walk a path, then 'go back'; frames -> inverse dynamics -> simulator")
-    p.add_argument("--loop-ckpt", default=None, help="with --plan / --eval: loop-trained weights (train.py --loop) for the full-method row")
+    p.add_argument("--loop-ckpt", default=None, help="with --plan: loop-trained weights (train.py --loop on) for the full-method row")
     p.add_argument("--idm", default="checkpoints/idm.pt", help="inverse-dynamics checkpoint for --plan (trained and saved here if missing)")
     p.add_argument("--eval-slow", type=int, default=0, help="single-chunk prediction on this many test worlds")
     p.add_argument("--rollouts", type=int, default=20, help="with --eval-slow: 8-chunk rollouts (PSNR per chunk) on this many worlds")
