@@ -192,13 +192,15 @@ def eval_arms(args, cfg):
 
 
 def cmd_eval(args, model, cfg, diffusion):
-    """Held-out episodes, same seeds for every row. Prints and writes eval.json."""
+    """Held-out episodes, same seeds for every row. Prints the table; eval_<trajectory>.json is written after every row."""
     device = next(model.parameters()).device
     rng = np.random.default_rng(cfg.seed)
     seeds = [cfg.test_seeds[0] + i for i in range(args.eval)]
     episodes = [(s, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for s in seeds]
     n_ret = args.out_chunks if args.trajectory in ("out-and-back", "go-back") else 0
     rows, per_seed, first_videos = [], {}, {}
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
     for name, over, fast, control in eval_arms(args, cfg):
         c = sfvgen.Config(**{**sfvgen.asdict(cfg), **over})
         m = with_lora(model, c) if fast else model
@@ -220,22 +222,16 @@ def cmd_eval(args, model, cfg, diffusion):
                ("psnr", "ssim", "outward_psnr", "return_psnr", "src_psnr", "src_ssim", "scene_cuts")}
         row.update(arm=name, seconds_per_frame=float(np.mean(secs)), peak_mb=peak_memory_mb(device),
                    chunk_psnr=np.mean([s["chunk_psnr"] for s in scores], 0).round(2).tolist())
+        gain = np.subtract([s["return_psnr"] for s in scores], [b["return_psnr"] for b in per_seed["no fast learning"]])
+        row.update(return_gain=float(np.mean(gain)), seeds_improved=int(np.sum(gain > 0)),
+                   return_gain_ci=list(metrics.bootstrap_ci(gain)[1:]))  # paired by world, against the first row
         rows.append(row)
-    base = per_seed["no fast learning"]
-    for row in rows:
-        diff = [b["return_psnr"] for b in base]
-        mine = [s["return_psnr"] for s in per_seed[row["arm"]]]
-        row["return_gain"] = float(np.mean(np.subtract(mine, diff)))
-        row["seeds_improved"] = int(np.sum(np.subtract(mine, diff) > 0))
-        row["return_gain_ci"] = list(metrics.bootstrap_ci(np.subtract(mine, diff))[1:])
+        write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))  # kept if stopped
     print_table(rows, args.eval)
-    os.makedirs(args.out_dir, exist_ok=True)
     if "TEMP-LoRA" in first_videos:  # the first world: without memory | with memory | ground truth
         video = os.path.join(args.out_dir, f"eval_{args.trajectory}.gif")
         write_video(video, panels(first_videos["no fast learning"], first_videos["TEMP-LoRA"], first_truth))
-    path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
-    write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))
-    print(f"wrote {path}")
+    print(f"wrote {path} (after every row)")
     return rows
 
 

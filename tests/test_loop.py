@@ -115,3 +115,19 @@ def test_inverse_dynamics_reads_ground_truth_moves():
     assert acc > 0.9
     moves = idm.infer(data.render_episode(cfg.test_seeds[0], ["go left", "go up"], cfg.world())[0])
     assert len(moves) == 2 * cfg.chunk
+
+
+def test_eval_rows_are_paired_against_no_memory_and_saved(tmp_path):
+    import json
+
+    import train
+    train.main(micro_cfg(max_steps=1, out=str(tmp_path / "m")), quiet=True)
+    rows = generate.main(["--ckpt", str(tmp_path / "m" / "ckpt.pt"), "--eval", "3", "--out-chunks", "2", "--arms", "TEMP-LoRA",
+                          "--out", str(tmp_path / "e"), "--device", "cpu", "--threads", "1"])
+    saved = json.load(open(tmp_path / "e" / "eval_out-and-back.json"))["rows"]
+    assert [r["arm"] for r in saved] == [r["arm"] for r in rows] == ["no fast learning", "TEMP-LoRA"]
+    assert saved[0]["return_gain"] == 0 and saved[0]["seeds_improved"] == 0
+    # the mean of the paired differences is the difference of the means, and its interval holds it
+    assert np.isclose(saved[1]["return_gain"], saved[1]["return_psnr"] - saved[0]["return_psnr"])
+    lo, hi = saved[1]["return_gain_ci"]
+    assert lo <= saved[1]["return_gain"] <= hi
