@@ -4,7 +4,7 @@
     python train.py --preset tiny --out runs/tiny --resume on       # continue exactly where it stopped
     python train.py --export runs/tiny/ckpt.pt small.pt             # EMA weights in half precision (for sharing)
     torchrun --standalone --nproc_per_node=8 train.py --preset gpu  # several GPUs (DDP); --batch stays global
-    python train.py --loop on --init checkpoints/tiny.pt --lr 2e-5 --warmup 0 --out runs/tiny-loop
+    python train.py --loop on --init checkpoints/tiny.pt --lr 1e-4 --warmup 0 --out runs/tiny-loop
                                                                     # the slow-fast learning loop (Algorithm 1b)
 
 Reads top to bottom: config, processes and device, seed, model, optimizer, resume, loop (data -> masked
