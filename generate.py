@@ -182,13 +182,19 @@ def eval_arms(args, cfg):
         arms += [(f"rule={r}", dict(fast_rule=r), True, None) for r in ("original", "global") if r != cfg.fast_rule]
         arms += [(f"fast_steps={k}", dict(fast_steps=k), True, None) for k in (1, 2, 8) if k != cfg.fast_steps]
         arms += [("control: wrong memory", {}, True, "wrong")]
-    if args.arms:
-        keep = set(args.arms.split(",")) | {"no fast learning"}
-        unknown = keep - {a[0] for a in arms}
-        if unknown:
-            raise ValueError(f"--arms: unknown rows {sorted(unknown)}; rows are {[a[0] for a in arms]}")
-        arms = [a for a in arms if a[0] in keep]
-    return arms
+    return keep_rows(arms, args.arms, always="no fast learning")
+
+
+def keep_rows(arms, flag, always=None):
+    """--arms: only the rows it names (comma-separated), plus `always`; each row is deterministic, so rows
+    of separate runs line up."""
+    if not flag:
+        return arms
+    keep = set(flag.split(",")) | {always}
+    unknown = keep - {a[0] for a in arms} - {None}
+    if unknown:
+        raise ValueError(f"--arms: unknown rows {sorted(unknown)}; rows are {[a[0] for a in arms]}")
+    return [a for a in arms if a[0] in keep]
 
 
 def cmd_eval(args, model, cfg, diffusion):
@@ -360,11 +366,7 @@ def cmd_plan(args, model, cfg, diffusion):
     arms = [("without TEMP-LoRA", model, False), ("TEMP-LoRA + slow-only weights", model, True)]
     if args.loop_ckpt:
         arms.append(("TEMP-LoRA + loop-trained weights", sfvgen.load_model(args.loop_ckpt, dev)[0], True))
-    if args.arms:  # only some rows (each row is deterministic, so rows of separate runs line up)
-        unknown = set(args.arms.split(",")) - {a[0] for a in arms}
-        if unknown:
-            raise ValueError(f"--arms: unknown rows {sorted(unknown)}; rows are {[a[0] for a in arms]}")
-        arms = [a for a in arms if a[0] in args.arms.split(",")]
+    arms = keep_rows(arms, args.arms)
     rows = []
     for name, weights, fast in arms:
         m = with_lora(weights, cfg) if fast else weights

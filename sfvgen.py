@@ -722,8 +722,8 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
 # ============================================================================= the slow-fast learning loop (Algorithm 1b)
 def sample_loop_episodes(cfg, rng, seeds):
     """The episodes of one outer iteration: ground-truth frames (1 + I K, H, W, 3) uint8 and their I actions,
-    half out-and-back and half "go back" (the kinds where memory pays: the slow weights learn to retrace a
-    path they can only know from the fast weights)."""
+    half out-and-back and half "go back" (our choice: the kinds where memory pays, so the slow weights learn
+    to retrace a path they can only know from the fast weights)."""
     episodes = []
     for e in range(cfg.loop_episodes):
         kind = ("out-and-back", "go-back")[e % 2]
@@ -765,7 +765,9 @@ def fast_learn_episodes(model, diffusion, cfg, episodes, generator=None):
 def slow_learn_triples(model, diffusion, cfg, Ds, generator=None):
     """The outer step of Algorithm 1b (slow learning, Theta frozen): the gradient of
         L = (1 / |Ds|) sum over (X_i, X_{i+1}, a_i, Theta_i) in Ds of L_slow(X_{i+1} | X_i, a_i; Phi + Theta_i)
-    is left in the slow weights' .grad (the caller clips and steps the slow optimizer). Returns L."""
+    is left in the slow weights' .grad (the caller clips and steps the slow optimizer). Returns L.
+    Our choice: one optimizer step per outer iteration on the mean over the triples (the paper's pseudocode
+    steps after every triple), so steps, the lr schedule and --resume count outer iterations."""
     set_trainable(model, "slow")                                       # Phi trains, Theta frozen
     model.train()
     total = 0.0
@@ -790,11 +792,10 @@ class InverseDynamics(nn.Module):
     """a_t = f(x_t, x_{t+1}): which move took frame t to frame t+1 (UniPi-style planning turns generated
     frames into actions with it). A small CNN on the two frames and their difference.
     (B, 2, 3, H, W) in [-1, 1] -> (B, len(MOVES)) logits."""
-    MOVES = ("go left", "go right", "go up", "go down", "stay")
+    MOVES = tuple(data.MOVES)  # go left, go right, go up, go down, stay
 
     def __init__(self, size, width=32):
         super().__init__()
-        self.size = size
         self.net = nn.Sequential(
             nn.Conv2d(9, width, 3, padding=1), nn.GELU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),      # H/2
