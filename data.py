@@ -92,8 +92,9 @@ def _hsv_to_rgb(h, s, v):
 class World:
     """One procedural world: a (canvas, canvas, 3) uint8 image drawn from an integer seed."""
 
-    def __init__(self, seed, spec=WorldSpec()):
-        self.seed, self.spec = seed, spec
+    def __init__(self, seed, spec=WorldSpec(), edit=None):
+        # edit (calibration only): ("drop", k) leaves shape k out, ("swap", k, j) draws shape k in shape j's colour
+        self.seed, self.spec, self.shapes = seed, spec, []  # shapes: (centre y, centre x, radius) of each
         rng = np.random.default_rng([seed, 7919])
         S = spec.canvas
         # background: a 16x16 grid of muted colours, bilinearly upsampled with wrap-around (large-scale texture)
@@ -118,9 +119,12 @@ class World:
                 mask = np.ones_like(yy, dtype=bool)  # square
             else:
                 mask = (yy + r) >= 2 * np.abs(xx)  # triangle pointing up
-            colour = _hsv_to_rgb(np.array(hues[k]), np.array(0.85), np.array(0.95))
+            hue = hues[edit[2]] if edit and edit[0] == "swap" and edit[1] == k else hues[k]
+            colour = _hsv_to_rgb(np.array(hue), np.array(0.85), np.array(0.95))
             ys, xs = (cy + yy[mask]) % S, (cx + xx[mask]) % S
-            img[ys, xs] = colour
+            self.shapes.append((int(cy), int(cx), r))
+            if not (edit and edit[0] == "drop" and edit[1] == k):
+                img[ys, xs] = colour
         self.canvas = np.round(img * 255).astype(np.uint8)  # (S, S, 3)
         # pad by one view on each far edge so any (y, x) corner in [0, S) is one contiguous slice
         self._padded = np.pad(self.canvas, ((0, spec.size), (0, spec.size), (0, 0)), mode="wrap")
@@ -226,7 +230,7 @@ def render_episode(world_seed, actions, spec=WorldSpec(), start=None, frame_ids=
 
 
 # ----------------------------------------------------------------------------- episodes of every kind
-KINDS = ("random", "out-and-back", "loop", "go-back")
+KINDS = ("random", "out-and-back", "loop", "go-back", "triangle", "L")
 
 
 def make_actions(kind, rng, n=4):
@@ -236,6 +240,9 @@ def make_actions(kind, rng, n=4):
     actions; the start is revisited 2n chunks after it was first seen (n >= 2 puts that at least two
     context windows of 2 chunks away). loop: a closed rectangle (e.g. right, down, left, up).
     go-back: n moves, then n 'go back' chunks (the planning task).
+    triangle: A to B (n chunks along one axis), B to C (n along the other), then back to A on the diagonal
+    as a staircase (4n chunks); its first chunk retraces the end of B-C, its last chunk the start of A-B.
+    L: n chunks along one axis, n along the other, then the same L back (2 n chunks each way).
     """
     dirs = ["go left", "go right", "go up", "go down"]
     if kind == "random":
@@ -248,6 +255,12 @@ def make_actions(kind, rng, n=4):
         return out + [OPPOSITE[a] for a in reversed(out)]
     if kind == "go-back":
         return out + ["go back"] * n
+    if kind in ("triangle", "L"):
+        h, v = str(rng.choice(["go left", "go right"])), str(rng.choice(["go up", "go down"]))
+        if kind == "L":
+            out = [h] * n + [v] * n
+            return out + [OPPOSITE[a] for a in reversed(out)]
+        return [h] * n + [v] * n + [OPPOSITE[v], OPPOSITE[h]] * n  # the diagonal back ends along A-B
     if kind == "loop":
         h, v = rng.choice(["go left", "go right"]), rng.choice(["go up", "go down"])
         m = max(1, n // 2)
@@ -285,6 +298,59 @@ def sample_batch(rng, seeds, batch, spec=WorldSpec(), n_ctx=None, kinds=("random
         tgt.append(frames[f_p:])
         tok.append(tokenize(actions[i] if f_p > 0 else NULL_ACTION))
     return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt)
+
+
+MEMORY_MODES = ("window2", "window4", "all", "retrieve", "random")
+
+
+def revisit_matches(positions, frame_ids, before, spec=WorldSpec()):
+    """Pose retrieval: for each frame in frame_ids, the earliest frame m < before whose camera corner is the
+    same (an exact revisit). Returns a list of those m, in frame_ids' order (frames with no match: none)."""
+    out = []
+    for n in frame_ids:
+        same = np.flatnonzero((positions[:max(before, 0)] == positions[n]).all(axis=1))
+        if len(same):
+            out.append(int(same[0]))
+    return out
+
+
+def sample_memory_batch(rng, seeds, batch, spec=WorldSpec(), mode=None, n_out=None):
+    """Training clips for the memory arms (the memory matrix, generate.py --memory-matrix): chunk i of an
+    out-and-back episode of n_out in 2..4 outward chunks, predicted from one of these contexts (one per batch):
+      window2, window4  the last 2 or 4 chunks (the start frame repeated where the episode is shorter)
+      all               every frame before chunk i (the episode so far: the ceiling arm)
+      retrieve          the earlier frames at the target frames' poses, outside the last chunk, then the last chunk
+      random            as many frames drawn at random from that same pool, then the last chunk
+    retrieve and random predict a chunk of the return leg, where the poses repeat. The action text is kept.
+    Returns context (B, f_p, H, W, 3) uint8, tokens (B, L), target (B, K, H, W, 3) uint8, n_mem (the number
+    of retrieved frames at the front of the context)."""
+    K = spec.chunk
+    mode = str(rng.choice(MEMORY_MODES)) if mode is None else mode
+    n = int(rng.integers(2, 5)) if n_out is None else n_out
+    lo = n + 1 if mode in ("retrieve", "random") else 1  # a return chunk with K earlier matches (out-and-back)
+    i = int(rng.integers(lo, 2 * n))  # the target chunk; frames 1 + i K .. (i + 1) K
+    first = 1 + i * K  # its first frame; the last context chunk is frames first - K .. first - 1
+    target_ids = list(range(first, first + K))
+    ctx, tok, tgt, n_mem = [], [], [], 0
+    for _ in range(batch):
+        seed = int(rng.choice(seeds)) if isinstance(seeds, list) else int(rng.integers(seeds[0], seeds[1]))
+        actions = make_actions("out-and-back", rng, n=n)
+        start = tuple(int(v) for v in rng.integers(0, spec.canvas, 2))
+        frames, pos = render_episode(seed, actions[:i + 1], spec, start=start)  # (1 + (i + 1) K, H, W, 3)
+        if mode.startswith("window"):
+            w = int(mode[-1]) * K
+            ids = [max(m, 0) for m in range(first - w, first)]  # before the start: the start frame (our choice)
+        elif mode == "all":
+            ids = list(range(first))
+        else:
+            mem = revisit_matches(pos, target_ids, first - K, spec)
+            if mode == "random":
+                mem = sorted(int(m) for m in rng.choice(first - K, size=len(mem), replace=False))
+            ids, n_mem = mem + list(range(first - K, first)), len(mem)
+        ctx.append(frames[ids])
+        tgt.append(frames[target_ids])
+        tok.append(tokenize(actions[i]))
+    return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt), n_mem
 
 
 def iterate_episodes(rng, seeds, kinds=KINDS, n=4, spec=WorldSpec()):

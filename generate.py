@@ -7,6 +7,8 @@
         held-out test episodes, fast learning off and on (and the ablations): a table, also as JSON
     python generate.py --ckpt CKPT --plan 20 --loop-ckpt LOOP_CKPT
         planning: outward actions, then 'go back'; inverse dynamics turns the frames into moves (Table 2)
+    python generate.py --ckpt CKPT --memory-matrix 20 [--trajectory triangle] [--memory-cost]
+        the memory matrix (matrix.py): every way to remember on the same worlds, controls, curves, calibration
     python generate.py --ckpt CKPT --eval-slow 20
         single-chunk prediction against the "repeat the last context frame" baseline, and rollouts
 
@@ -26,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 import data
+import matrix
 import metrics
 import sfvgen
 import train
@@ -40,17 +43,22 @@ def extra_flags(p):
     p.add_argument("--memory-out", default=None, help="save the episodic memory (LoRA, optimizer, chunk, context) here")
     p.add_argument("--memory-in", default=None, help="continue a video from a saved episodic memory")
     p.add_argument("--eval", type=int, default=0, help="evaluate on this many held-out test worlds")
-    p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS, help="episode kind for --eval")
+    p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS, help="episode kind for --eval and --memory-matrix")
     p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg in --eval episodes")
     p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
     p.add_argument("--arms", default=None,
-                   help="with --eval: only these rows, comma-separated (the baseline row is always run); with --plan: only these rows")
+                   help="with --eval: only these rows, comma-separated (the baseline row is always run); with --plan or --memory-matrix: only these rows")
     p.add_argument("--memory-probe", type=int, default=0,
                    help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
     p.add_argument("--plan", type=int, default=0,
                    help="planning on this many test worlds: walk a path, then 'go back'; frames -> inverse dynamics -> simulator")
     p.add_argument("--loop-ckpt", default=None, help="with --plan: loop-trained weights (train.py --loop on) for the full-method row")
     p.add_argument("--idm", default="checkpoints/idm.pt", help="inverse-dynamics checkpoint for --plan (trained and saved here if missing)")
+    p.add_argument("--memory-matrix", type=int, default=0,
+                   help="the memory matrix (matrix.py) on this many test worlds: every way to remember, same weights, with controls")
+    p.add_argument("--no-controls", action="store_true", help="with --memory-matrix: skip the reset and paired-history controls")
+    p.add_argument("--memory-cost", action="store_true",
+                   help="with --memory-matrix: also seconds and peak memory per chunk as the history grows (a process per point)")
     p.add_argument("--eval-slow", type=int, default=0, help="single-chunk prediction on this many test worlds")
     p.add_argument("--rollouts", type=int, default=20, help="with --eval-slow: 8-chunk rollouts (PSNR per chunk) on this many worlds")
 
@@ -394,6 +402,28 @@ def cmd_plan(args, model, cfg, diffusion):
     return dict(idm_accuracy=idm_acc, rows=rows)
 
 
+def cmd_memory_matrix(args, model, cfg, diffusion):
+    """The memory matrix (matrix.py): calibration, every arm on the same worlds, the controls, the curves."""
+    dev = next(model.parameters()).device
+    arms = [a for a, *_ in keep_rows([(a,) for a in matrix.ARMS], args.arms, always=matrix.NONE)]
+    os.makedirs(args.out_dir, exist_ok=True)
+    calib = matrix.calibration(cfg.world(), range(cfg.test_seeds[0], cfg.test_seeds[0] + 20))
+    print("what a dB means here (20 worlds, ground truth against one change):")
+    for name, c in calib.items():
+        print(f"  {name:<22} PSNR {c['psnr']:5.2f} dB  SSIM {c['ssim']:.3f}")
+    write_json(os.path.join(args.out_dir, "calibration.json"), calib)
+    idm = load_idm(args.idm, cfg, dev)
+    table, curves = matrix.run(model, diffusion, cfg, args.memory_matrix, args.trajectory, args.out_chunks, args.out_dir,
+                               idm=idm, arms=arms, controls=not args.no_controls, write_json=write_json, checkpoint=args.ckpt)
+    if args.memory_cost:
+        cost = matrix.cost_curve(args.ckpt, threads=cfg.threads or 1)
+        print(f"{'arm':<24} | history (chunks) | seconds per chunk | peak MB")
+        for c in cost:
+            print(f"{c['arm']:<24} | {c['chunks']:>16} | {c['seconds']:>17.2f} | {c['peak_mb']:7.0f}")
+        write_json(os.path.join(args.out_dir, "memory_cost.json"), cost)
+    return table, curves
+
+
 def main(argv=None):
     parser = sfvgen.config_parser(__doc__.split("\n")[0], extra_flags, skip=("out", "resume", "init"))
     args = parser.parse_args(argv)
@@ -405,6 +435,8 @@ def main(argv=None):
             return cmd_plan(args, model, cfg, diffusion)
         if args.memory_probe:
             return cmd_memory_probe(args, model, cfg, diffusion)
+        if args.memory_matrix:
+            return cmd_memory_matrix(args, model, cfg, diffusion)
         if args.eval_slow:
             return cmd_eval_slow(args, model, cfg, diffusion)
         if args.eval:

@@ -89,6 +89,7 @@ class Config:
     out: str = "runs/tiny"             # output folder of training
     resume: bool = False               # continue from out/ckpt.pt
     init: str = ""                     # start the weights from this checkpoint's EMA (fine-tuning, the loop)
+    memory_mix: float = 0.0            # fraction of batches with memory contexts (long windows, the episode so far, retrieved frames)
     # --- the slow-fast learning loop (Algorithm 1b; train.py --loop)
     loop: bool = False                 # train the slow weights with each episode's TEMP-LoRA plugged in
     loop_episodes: int = 4             # episodes per outer iteration (one slow optimizer step)
@@ -185,6 +186,7 @@ def validate(cfg):
          f"attention levels must lie in 0..{len(cfg.mults) - 1}"),
         (all(cfg.channels * m % 8 == 0 for m in cfg.mults), "--channels times every mult must be divisible by 8 (GroupNorm)"),
         (cfg.sample_steps <= cfg.timesteps, "--sample-steps must not exceed --timesteps"),
+        (0 <= cfg.memory_mix <= 1, f"--memory-mix {cfg.memory_mix}: a fraction in 0..1"),
         (cfg.train_seeds[1] <= cfg.val_seeds[0] and cfg.val_seeds[1] <= cfg.test_seeds[0],
          "seed ranges must be ordered and disjoint: train < val < test"),
     ]
@@ -325,9 +327,9 @@ class TextEncoder(nn.Module):
 class VideoUNet(nn.Module):
     """eps/v/x0 prediction for a clip of f_p clean context frames joined with f_g noisy target frames.
 
-    forward(x, t, tokens, n_ctx): x (B, T, 3, H, W); t (B, T) long noise levels, 0 for clean context frames
-    (our choice: the paper does not say how the network tells context from targets); tokens (B, L);
-    n_ctx = f_p. Returns (B, T, 3, H, W).
+    forward(x, t, tokens, n_ctx, n_mem=0): x (B, T, 3, H, W); t (B, T) long noise levels, 0 for clean context
+    frames (our choice: the paper does not say how the network tells context from targets); tokens (B, L);
+    n_ctx = f_p; the first n_mem context frames are retrieved memory frames. Returns (B, T, 3, H, W).
     """
 
     def __init__(self, cfg):
@@ -356,11 +358,14 @@ class VideoUNet(nn.Module):
             c_prev = c if lv == 0 else ch[lv - 1]
         self.out = nn.Sequential(nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3, 3, padding=1))
 
-    def forward(self, x, t, tokens, n_ctx):
+    def forward(self, x, t, tokens, n_ctx, n_mem=0):
         B, T = x.shape[:2]
         K = self.cfg.chunk
-        # frame offset to the last context frame (0; targets 1..f_g; context <= 0), shifted to an index >= 0
-        pos_ids = torch.arange(T, device=x.device) - (n_ctx - 1) + 2 * K
+        # frame offset to the last context frame (0; targets 1..f_g; context <= 0), shifted to an index >= 0.
+        # Context frames 2K or more frames back, and the n_mem retrieved frames at the front of the context
+        # (out of time order), all take index 0: "from memory" (our choice; see the memory matrix, README)
+        pos_ids = (torch.arange(T, device=x.device) - (n_ctx - 1)).clamp(min=-2 * K) + 2 * K
+        pos_ids[:n_mem] = 0
         emb = self.time_mlp(sinusoidal(t.flatten() * (1000.0 / self.cfg.timesteps), self.cfg.channels))
         emb = rearrange(emb, "(b t) e -> b t e", b=B) + self.offset_emb(pos_ids)  # (B, T, E)
         text = self.text(tokens)  # (B, L, D)
@@ -420,11 +425,12 @@ class Diffusion:
             return ab.sqrt() * x_t - (1 - ab).sqrt() * pred, (1 - ab).sqrt() * x_t + ab.sqrt() * pred
         return pred, (x_t - ab.sqrt() * pred) / (1 - ab).sqrt()  # eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)
 
-    def loss(self, model, ctx, x0, tokens, p_uncond=0.0, generator=None, rows=None):
+    def loss(self, model, ctx, x0, tokens, p_uncond=0.0, generator=None, rows=None, n_mem=0):
         """The masked conditional loss (slow learning):
             L = E_{t, eps} || target - net([x_ctx ; x_t], t, a) ||^2   over the f_g target frames only.
         ctx: (B, f_p, 3, H, W) clean; x0: (B, f_g, 3, H, W) clean targets; tokens: (B, L).
         With f_p = 0 and the null action this is the fast loss of TEMP-LoRA (all frames noised, loss on all).
+        n_mem: the first n_mem context frames are retrieved memory frames (VideoUNet.forward).
         rows (multi-process training): the slice of the batch this process computes. t, eps and the action
         dropout are drawn for the whole batch first, so each process gets the draws one process would.
         """
@@ -444,21 +450,22 @@ class Diffusion:
         if drop is not None:
             tokens = torch.where(drop[:, None], null_tokens(B, dev), tokens)
         t_frames = torch.cat([torch.zeros(B, f_p, dtype=torch.long, device=dev), t[:, None].expand(B, x0.shape[1])], 1)
-        pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p)[:, f_p:]  # the mask: targets only
+        pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p, n_mem)[:, f_p:]  # the mask: targets only
         return F.mse_loss(pred.float(), self.target(x0, t, eps))
 
-    def guided(self, model, clip, t_frames, tokens, f_p, g):
+    def guided(self, model, clip, t_frames, tokens, f_p, g, n_mem=0):
         """Classifier-free guidance: pred = pred(null) + g (pred(a) - pred(null)), in one batched forward."""
         null = null_tokens(clip.shape[0], clip.device)
-        both = model(torch.cat([clip, clip]), torch.cat([t_frames, t_frames]), torch.cat([tokens, null]), f_p)[:, f_p:]
+        both = model(torch.cat([clip, clip]), torch.cat([t_frames, t_frames]), torch.cat([tokens, null]), f_p, n_mem)[:, f_p:]
         cond, uncond = both.chunk(2)
         return uncond + g * (cond - uncond)
 
     @torch.no_grad()
-    def sample(self, model, ctx, tokens, n_frames, generator=None, steps=None, guidance=None, eta=None):
+    def sample(self, model, ctx, tokens, n_frames, generator=None, steps=None, guidance=None, eta=None, n_mem=0):
         """DDIM (eta = 0) or DDPM-like ancestral (eta = 1) sampling of n_frames after the context.
         At every step the clean context frames are put back in front of the noisy frames and only
-        the new frames are updated. ctx: (B, f_p, 3, H, W); returns (B, n_frames, 3, H, W)."""
+        the new frames are updated. ctx: (B, f_p, 3, H, W), its first n_mem frames retrieved memory frames;
+        returns (B, n_frames, 3, H, W)."""
         steps = steps or self.cfg.sample_steps
         g = self.cfg.guidance if guidance is None else guidance
         eta = self.cfg.eta if eta is None else eta
@@ -469,7 +476,7 @@ class Diffusion:
         for t, s in zip(ts[:-1], ts[1:]):
             clip = torch.cat([ctx, x], dim=1)  # [x_ctx ; x_t]: context put back at every step
             tf = torch.tensor([0] * f_p + [t] * n_frames, device=dev).expand(B, -1)
-            pred = model(clip, tf, tokens, f_p)[:, f_p:] if g == 1.0 else self.guided(model, clip, tf, tokens, f_p, g)
+            pred = model(clip, tf, tokens, f_p, n_mem)[:, f_p:] if g == 1.0 else self.guided(model, clip, tf, tokens, f_p, g, n_mem)
             tt = torch.tensor(t, device=dev)
             x0, eps = self.x0_eps(x, tt, pred.float())
             x0 = x0.clamp(-1, 1)

@@ -188,9 +188,14 @@ def main(cfg, quiet=False):
                 batch_loss = torch.tensor(sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes))  # fills Phi's .grad
             else:  # slow learning: the masked conditional loss on a batch of (context, action, target) clips
                 seeds = pool.step(rng)  # every rank draws the whole global batch (cheap) and keeps its rows
-                ctx, tok, tgt = batch_to(device, data.sample_batch(rng, seeds, cfg.batch, cfg.world()))
+                n_mem = 0
+                if cfg.memory_mix > 0 and rng.random() < cfg.memory_mix:  # contexts of the memory matrix's arms
+                    *batch, n_mem = data.sample_memory_batch(rng, seeds, cfg.batch, cfg.world())
+                else:
+                    batch = data.sample_batch(rng, seeds, cfg.batch, cfg.world())
+                ctx, tok, tgt = batch_to(device, batch)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, rows=rows)
+                    loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, rows=rows, n_mem=n_mem)
                 loss.backward()
                 batch_loss = loss.detach()
             if ddp:  # the mean of the ranks' slice means is the global batch's loss; all ranks see the same value

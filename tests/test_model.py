@@ -43,9 +43,9 @@ class Spy(torch.nn.Module):
         super().__init__()
         self.model, self.junk, self.calls = model, junk, []
 
-    def forward(self, x, t, tokens, n_ctx):
+    def forward(self, x, t, tokens, n_ctx, n_mem=0):
         self.calls.append((x.clone(), t.clone()))
-        out = self.model(x, t, tokens, n_ctx)
+        out = self.model(x, t, tokens, n_ctx, n_mem)
         return torch.cat([out[:, :n_ctx] + self.junk, out[:, n_ctx:]], dim=1)
 
 

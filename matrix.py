@@ -1,0 +1,359 @@
+"""The memory matrix: TEMP-LoRA against the other ways a video world model can remember, on one world.
+
+    python generate.py --ckpt checkpoints/tiny-mem.pt --memory-matrix 20 [--trajectory out-and-back]
+
+Every arm uses the same trained weights, sampler, seeds and worlds; only what the model may remember
+differs. The agent knows its own actions, so it knows its camera pose at every frame (`positions`).
+
+    arm                        context of chunk i (frames 1 + iK .. (i + 1)K)
+    no memory                  the previous chunk (the start frame for chunk 0)
+    window 2, window 4         the last 2 or 4 chunks
+    own frames (ceiling)       every frame generated so far
+    ground-truth first visits  every earlier frame from the simulator, then the own previous chunk
+    pose retrieval             the earlier generated frames at the new frames' poses (outside the previous
+                               chunk), then the previous chunk
+    random retrieval           as many earlier generated frames drawn at random from the same pool
+    TEMP-LoRA                  the previous chunk; the fast weights learn every chunk (Algorithm 1a)
+    copy first visit           no memory, then every frame whose pose was seen before is replaced by a
+                               copy of the generated first visit (a bound that learns nothing)
+
+The backbone must know these contexts: train.py --memory-mix trains on them (data.sample_memory_batch).
+Retrieved frames carry the "from memory" frame position (VideoUNet.forward).
+"""
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import data
+import metrics
+import sfvgen
+
+NONE, CEILING, GT, RETRIEVE, RANDOM, TEMP_LORA, COPY = ("no memory", "own frames (ceiling)", "ground-truth first visits",
+                                                       "pose retrieval", "random retrieval", "TEMP-LoRA", "copy first visit")
+ARMS = (NONE, "window 2", "window 4", CEILING, GT, RETRIEVE, RANDOM, TEMP_LORA, COPY)
+RESET = "control: TEMP-LoRA reset before the return"
+PAIRED = "control: paired history"  # prefix; the arm follows
+SHARES = {RETRIEVE: NONE, RANDOM: NONE, COPY: NONE, RESET: TEMP_LORA}  # identical to that arm until the first revisit
+
+
+# ----------------------------------------------------------------------------- the arms' contexts
+def context_ids(arm, first, K, positions, rng):
+    """The frames chunk i sees, first = 1 + i K its first frame: (frame ids, n_mem retrieved frames in front)."""
+    prev = list(range(max(first - K, 0), first))                         # the previous chunk
+    if arm.startswith("window"):
+        return [max(m, 0) for m in range(first - int(arm[-1]) * K, first)], 0  # start frame repeated, as in training
+    if arm in (CEILING, GT):
+        return list(range(first)), 0
+    if arm in (RETRIEVE, RANDOM):
+        pool = max(first - K, 0)                                          # frames 0 .. pool-1: outside the previous chunk
+        mem = data.revisit_matches(positions, range(first, first + K), pool)  # exact poses
+        if arm == RANDOM and mem:                                          # as many, drawn from the same pool
+            mem = sorted(int(m) for m in rng.choice(pool, size=len(mem), replace=len(mem) > pool))
+        return mem + prev, len(mem)
+    return prev, 0                                                         # no memory, TEMP-LoRA, copy first visit
+
+
+def start_state(first_frame, seed, device):
+    """Before chunk 0: the start frame, fresh noise generators, a fresh TEMP-LoRA (None)."""
+    return dict(x=sfvgen.to_model(first_frame[None, None], device), gen=torch.Generator().manual_seed(seed).get_state(),
+                rng=np.random.default_rng(seed).bit_generator.state, lora=None, opt=None)
+
+
+def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
+    """Generates one chunk per action after state["x"] with `arm`'s memory. positions: (N, 2) camera corners of the
+    whole episode; truth: (N, H, W, 3) uint8 for the ground-truth arm. model carries LoRA layers for TEMP-LoRA.
+    Returns (the new state, seconds per chunk). state: x (1, n, 3, H, W) the frames so far, in model space;
+    gen, rng: the noise generators' states; lora, opt: the fast weights and their Adam state (None: fresh)."""
+    K, dev = cfg.chunk, state["x"].device
+    x, gen, rng = state["x"], torch.Generator(), np.random.default_rng()
+    gen.set_state(state["gen"])
+    rng.bit_generator.state = state["rng"]
+    fast = arm == TEMP_LORA
+    if fast:
+        sfvgen.reset_lora(model)
+        if state["lora"] is not None:
+            sfvgen.load_lora_state(model, state["lora"])
+        opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)  # one optimizer per episode
+        if state["opt"] is not None:
+            opt.load_state_dict(state["opt"])
+    gt = None if truth is None else sfvgen.to_model(truth[None], dev)    # (1, N, 3, H, W)
+    model.eval()
+    secs = []
+    for a in actions:
+        t0 = time.time()
+        first = x.shape[1]
+        ids, n_mem = context_ids(arm, first, K, positions, rng)
+        src = torch.cat([gt[:, :max(first - K, 0)], x[:, max(first - K, 0):]], 1) if arm == GT else x
+        tokens = sfvgen.action_tokens([a], dev)
+        if fast:
+            sfvgen.merge_lora(model)
+        y = diffusion.sample(model, src[:, ids], tokens, K, generator=gen, n_mem=n_mem)  # (1, K, 3, H, W)
+        if fast:
+            sfvgen.unmerge_lora(model)
+        if arm == COPY:
+            for j in range(K):
+                seen = data.revisit_matches(positions, [first + j], first)
+                if seen:
+                    y[:, j] = x[:, seen[0]]
+        x = torch.cat([x, y], dim=1)
+        if fast:  # Algorithm 1a: store the chunk in the fast weights before the next one
+            history = [x[:, :1]] + list(x[:, 1:].split(K, dim=1))
+            ctx, x0, use_action = sfvgen.fast_window(history, cfg, rng)
+            sfvgen.fast_update(model, diffusion, opt, ctx, x0, tokens if use_action else sfvgen.null_tokens(1, dev),
+                               cfg.fast_steps, gen)
+            model.eval()
+        secs.append(time.time() - t0)
+    out = dict(x=x, gen=gen.get_state(), rng=rng.bit_generator.state,
+               lora=sfvgen.lora_state(model) if fast else None, opt=opt.state_dict() if fast else None)
+    return out, secs
+
+
+def first_revisit_chunk(positions, K, n_chunks):
+    """The first chunk with a frame at a pose seen before: until then retrieval and copying change nothing."""
+    for i in range(n_chunks):
+        if any(data.revisit_matches(positions, [n], n) for n in range(1 + i * K, 1 + (i + 1) * K)):
+            return i
+    return n_chunks
+
+
+# ----------------------------------------------------------------------------- scores
+def frame_scores(frames, truth, positions, K):
+    """Per frame after the start: PSNR, SSIM against the truth, and the frames since the first visit of its
+    pose (0: never seen before)."""
+    gap = [n - m[0] if m else 0 for n, m in ((n, data.revisit_matches(positions, [n], n)) for n in range(1, len(frames)))]
+    return dict(psnr=metrics.psnr_per_frame(frames[1:], truth[1:]), ssim=metrics.ssim_per_frame(frames[1:], truth[1:]),
+                gap=np.array(gap))
+
+
+def gap_fraction(arm, none, ceiling):
+    """The fraction of the no-memory-to-ceiling gap an arm closes: (arm - none) / (ceiling - none)."""
+    return float((arm - none) / (ceiling - none)) if ceiling != none else float("nan")
+
+
+def pose_accuracy(idm, frames, actions, K, turn):
+    """The pose check: the share of generated moves after `turn` chunks that inverse dynamics reads as the
+    commanded move (action-following errors are not forgetting)."""
+    moves = idm.infer(frames)[turn * K:]                                   # one move per frame pair
+    wanted = [a for a in actions[turn:] for _ in range(K)]
+    return float(np.mean([m == w for m, w in zip(moves, wanted)]))
+
+
+# ----------------------------------------------------------------------------- the experiment
+def episode_rows(models, diffusion, cfg, seed, actions, arms, idm, paired=(), other_seed=None):
+    """All arms (and controls) on one world. Returns {row name: scores}."""
+    spec, K = cfg.world(), cfg.chunk
+    dev = next(models["base"].parameters()).device
+    truth, pos = data.render_episode(seed, actions, spec)
+    turn = first_revisit_chunk(pos, K, len(actions))
+    start = start_state(truth[0], cfg.seed, dev)
+    at_turn, out, made = {}, {}, {}
+
+    def finish(name, state, secs):
+        frames = sfvgen.to_frames(state["x"])[0]
+        fs = frame_scores(frames, truth, pos, K)
+        ret = slice(turn * K, None)                                         # frames of the chunks from `turn` on
+        new = fs["gap"] == 0
+        out[name] = dict(return_psnr=metrics.psnr(frames[1 + turn * K:], truth[1 + turn * K:]),
+                         return_ssim=float(fs["ssim"][ret].mean()),
+                         never_seen_psnr=metrics.psnr(frames[1:][new], truth[1:][new]),
+                         pose_accuracy=pose_accuracy(idm, frames, actions, K, turn) if idm is not None else float("nan"),
+                         seconds_per_chunk=[round(s, 4) for s in secs], frame_psnr=fs["psnr"].round(3).tolist(),
+                         frame_gap=fs["gap"].tolist())
+        return frames
+
+    for arm in arms:
+        model = models["lora" if arm in (TEMP_LORA, RESET) else "base"]
+        if arm in SHARES:                                                    # the shared part was generated by that arm
+            s, secs = at_turn[SHARES[arm]]
+            if arm == RESET:                                                 # fresh fast weights before the return leg
+                s = dict(s, lora=None, opt=None)
+            s2, secs2 = rollout(model, diffusion, cfg, TEMP_LORA if arm == RESET else arm, actions[turn:], pos, s, truth)
+            made[arm] = finish(arm, s2, secs + secs2)
+            continue
+        s, secs = rollout(model, diffusion, cfg, arm, actions[:turn], pos, start, truth)
+        at_turn[arm] = (s, secs)
+        s2, secs2 = rollout(model, diffusion, cfg, arm, actions[turn:], pos, s, truth)
+        made[arm] = finish(arm, s2, secs + secs2)
+    for arm in paired:  # the same current chunk and return actions, the outward history of another world
+        other_truth, _ = data.render_episode(other_seed, actions, spec)
+        model = models["lora" if arm == TEMP_LORA else "base"]
+        sB, _ = rollout(model, diffusion, cfg, arm, actions[:turn], pos, start_state(other_truth[0], cfg.seed, dev), other_truth)
+        sA = at_turn[SHARES.get(arm, arm)][0]
+        cut = max(1 + turn * K - K, 0)                                       # keep A's previous chunk: the current view
+        hybrid = dict(sA, x=torch.cat([sB["x"][:, :cut], sA["x"][:, cut:]], 1), lora=sB["lora"], opt=sB["opt"])
+        s2, _ = rollout(model, diffusion, cfg, arm, actions[turn:], pos, hybrid, np.concatenate([other_truth[:cut], truth[cut:]]))
+        frames = sfvgen.to_frames(s2["x"])[0]
+        r = slice(1 + turn * K, None)
+        out[f"{PAIRED} ({arm})"] = dict(return_psnr=metrics.psnr(frames[r], truth[r]),
+                                         other_world_psnr=metrics.psnr(frames[r], other_truth[r]))
+        out[arm]["other_world_psnr"] = metrics.psnr(made[arm][r], other_truth[r])  # the real history, same yardstick
+    return out, turn
+
+
+def summarize(per_world, rows):
+    """The table: per row, means with 95% bootstrap intervals over worlds, paired against no memory."""
+    table = {}
+    none = np.array([w[NONE]["return_psnr"] for w in per_world])
+    ceiling = np.mean([w[CEILING]["return_psnr"] for w in per_world]) if CEILING in per_world[0] else float("nan")
+    for name in rows:
+        ws = [w[name] for w in per_world]
+        ret = np.array([w["return_psnr"] for w in ws])
+        r = dict(worlds=len(ws), return_psnr=metrics.bootstrap_ci(ret), gain=metrics.bootstrap_ci(ret - none),
+                 better=int(np.sum(ret > none)), gap_closed=gap_fraction(ret.mean(), none.mean(), ceiling))
+        for key in ("return_ssim", "never_seen_psnr", "pose_accuracy", "other_world_psnr"):
+            if key in ws[0]:
+                r[key] = metrics.bootstrap_ci([w[key] for w in ws])
+        if "never_seen_psnr" in ws[0]:
+            r["never_seen_change"] = metrics.bootstrap_ci([w["never_seen_psnr"] - v[NONE]["never_seen_psnr"]
+                                                           for w, v in zip(ws, per_world)])
+        if "seconds_per_chunk" in ws[0]:
+            r["seconds_per_chunk"] = np.mean([w["seconds_per_chunk"] for w in ws], 0).round(3).tolist()
+        table[name] = r
+    return table
+
+
+def gap_curves(per_world, rows, K):
+    """Revisit PSNR against the frames since the first visit, in context windows (one chunk, K frames):
+    {row: {windows: (mean PSNR, frames)}}, over every revisit frame of every world."""
+    curves = {}
+    for name in rows:
+        if "frame_gap" not in per_world[0][name]:
+            continue
+        by = {}
+        for w in per_world:
+            for p, g in zip(w[name]["frame_psnr"], w[name]["frame_gap"]):
+                if g > 0:
+                    by.setdefault(int(np.ceil(g / K)), []).append(p)
+        curves[name] = {b: (round(float(np.mean(v)), 3), len(v)) for b, v in sorted(by.items())}
+    return curves
+
+
+def print_table(table, n):
+    print(f"{'arm':<44} | {'return PSNR [95% CI]':>22} | {'gain':>6} | better/{n} | gap closed | "
+          f"{'SSIM':>5} | never-seen chg | pose acc | s/chunk first, last")
+    for name, r in table.items():
+        m, lo, hi = r["return_psnr"]
+        secs = r.get("seconds_per_chunk", [float("nan")])
+        print(f"{name:<44} | {m:6.2f} [{lo:6.2f}, {hi:6.2f}] | {r['gain'][0]:+6.2f} | {r['better']:>8} | "
+              f"{r['gap_closed']:>10.2f} | {r.get('return_ssim', [float('nan')])[0]:5.3f} | "
+              f"{r.get('never_seen_change', [float('nan')])[0]:+14.2f} | {r.get('pose_accuracy', [float('nan')])[0]:8.2f} | "
+              f"{secs[0]:.2f}, {secs[-1]:.2f}")
+
+
+def plot_curves(curves, path, title):
+    """PNG of the curves, when matplotlib is installed (an optional extra); returns whether it was written."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no PNG (pip install matplotlib); the curves are in the JSON")
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, c in curves.items():
+        ax.plot(list(c), [v[0] for v in c.values()], marker="o", label=name)
+    ax.set_xlabel("frames since the first visit (context windows of one chunk)")
+    ax.set_ylabel("revisit PSNR against ground truth (dB)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=110)
+    os.replace(path + ".tmp.png", path)
+    plt.close(fig)
+    return True
+
+
+def run(model, diffusion, cfg, n_worlds, trajectory, out_chunks, out_dir, idm=None, arms=ARMS, controls=True,
+        write_json=None, checkpoint=""):
+    """The memory matrix on n_worlds held-out worlds; the JSON is rewritten after every world."""
+    rng = np.random.default_rng(cfg.seed)
+    seeds = [cfg.test_seeds[0] + i for i in range(n_worlds)]
+    episodes = [(s, data.make_actions(trajectory, rng, n=out_chunks)) for s in seeds]
+    lora = copy.deepcopy(model)
+    sfvgen.add_lora(lora, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
+    models = dict(base=model, lora=lora)
+    arms = tuple(arms) + ((RESET,) if controls and TEMP_LORA in arms else ())
+    paired = tuple(a for a in (TEMP_LORA, RETRIEVE, CEILING) if a in arms) if controls else ()
+    per_world, path = [], os.path.join(out_dir, f"memory_matrix_{trajectory}.json")
+    for k, (seed, actions) in enumerate(tqdm(episodes, desc=f"memory matrix ({trajectory})")):
+        res, turn = episode_rows(models, diffusion, cfg, seed, actions, arms, idm, paired, seeds[(k + 1) % len(seeds)])
+        per_world.append(res)
+        rows = list(res)
+        table = summarize(per_world, rows)
+        curves = gap_curves(per_world, rows, cfg.chunk)
+        if write_json:
+            write_json(path, dict(checkpoint=checkpoint, trajectory=trajectory, out_chunks=out_chunks, worlds=seeds[:k + 1],
+                                  table=table, curves=curves, per_world=per_world))
+    print_table(table, len(per_world))
+    png = os.path.join(out_dir, f"memory_curves_{trajectory}.png")
+    if plot_curves({n: c for n, c in curves.items() if not n.startswith("control")}, png,
+                   f"{trajectory}, {out_chunks} chunks out, {len(per_world)} worlds"):
+        print(f"wrote {png}")
+    print(f"wrote {path}")
+    return table, curves
+
+
+# ----------------------------------------------------------------------------- what a dB means here
+def calibration(spec, seeds):
+    """PSNR and SSIM of a ground-truth view against the same view with one small change, over worlds:
+    the camera one pixel off, one shape in another shape's colour, one shape missing. The shape sits a quarter
+    of the view from its corner (clear of the agent marker)."""
+    rows = {"one-pixel shift": [], "one shape recoloured": [], "one shape missing": []}
+    for seed in seeds:
+        world = data.World(seed, spec)
+        k = seed % len(world.shapes)
+        cy, cx, _ = world.shapes[k]
+        y, x = cy - spec.size // 4, cx - spec.size // 4
+        view = world.view(y, x)
+        edits = [world.view(y, x + 1), data.World(seed, spec, edit=("swap", k, (k + 1) % len(world.shapes))).view(y, x),
+                 data.World(seed, spec, edit=("drop", k)).view(y, x)]
+        for name, other in zip(rows, edits):
+            rows[name].append((metrics.psnr(view, other), metrics.ssim(view, other)))
+    return {name: dict(psnr=float(np.mean([v[0] for v in vals])), ssim=float(np.mean([v[1] for v in vals])))
+            for name, vals in rows.items()}
+
+
+# ----------------------------------------------------------------------------- cost as the episode grows
+def cost_point(ckpt, arm, n_chunks, threads=1):
+    """Seconds and process peak memory for one chunk after n_chunks of history (ground-truth frames stand in
+    for generated ones; the next chunk revisits the path, so retrieval fills its K slots). Run in a fresh
+    process per point (cost_curve), so peak memory is this point's own."""
+    torch.set_num_threads(threads)
+    model, cfg, _ = sfvgen.load_model(ckpt, "cpu")
+    diffusion, K = sfvgen.Diffusion(cfg, "cpu"), cfg.chunk
+    if arm == TEMP_LORA:
+        sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
+    half = (n_chunks + 1) // 2
+    actions = ["go right"] * half + ["go left"] * (n_chunks - half + 1)  # the last one is the measured chunk
+    truth, pos = data.render_episode(cfg.test_seeds[0], actions, cfg.world())
+    state = start_state(truth[0], cfg.seed, "cpu")
+    state["x"] = sfvgen.to_model(truth[None, :1 + n_chunks * K], "cpu")
+    rollout(model, diffusion, cfg, arm, actions[n_chunks - 1:n_chunks], pos, dict(state, x=state["x"][:, :1 + (n_chunks - 1) * K]))  # warm-up
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _, secs = rollout(model, diffusion, cfg, arm, actions[n_chunks:], pos, state, truth)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(arm=arm, chunks=n_chunks, seconds=secs[0], peak_mb=peak, before_mb=before)
+
+
+def cost_curve(ckpt, arms=(NONE, "window 4", CEILING, RETRIEVE, TEMP_LORA), lengths=(2, 4, 8, 16, 32), threads=1):
+    """cost_point for every arm and history length, each in its own process."""
+    out = []
+    for arm in arms:
+        for n in tqdm(lengths, desc=f"cost: {arm}", leave=False):
+            r = subprocess.run([sys.executable, os.path.abspath(__file__), ckpt, arm, str(n), str(threads)],
+                               capture_output=True, text=True, check=True)
+            out.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    return out
+
+
+if __name__ == "__main__":  # one cost point (cost_curve runs it): python matrix.py CKPT ARM CHUNKS THREADS
+    print(json.dumps(cost_point(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
