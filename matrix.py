@@ -198,22 +198,39 @@ def episode_rows(models, diffusion, cfg, seed, actions, arms, idm, paired=(), ot
     return out, turn
 
 
-def summarize(per_world, rows):
-    """The table: per row, means with 95% bootstrap intervals over worlds, paired against no memory."""
+def pooled_psnr(psnrs):
+    """The PSNR of frames taken together (their mean squared error), from per-frame PSNRs:
+    10 log10(1 / mean(10^(-PSNR_n / 10))). Unlike the mean of PSNRs, one exact frame cannot dominate."""
+    return float(10 * np.log10(1 / np.mean(10 ** (-np.asarray(psnrs) / 10)))) if len(psnrs) else float("nan")
+
+
+def far_revisit_psnr(w, K):
+    """PSNR of the frames that revisit a pose first seen at least two context windows (2K frames) earlier."""
+    return pooled_psnr([p for p, g in zip(w["frame_psnr"], w["frame_gap"]) if g >= 2 * K])
+
+
+def summarize(per_world, rows, K=None):
+    """The table: per row, means with 95% bootstrap intervals over worlds, paired against no memory.
+    With K: also the revisits at least two context windows after the first visit (far_psnr, far_gap_closed)."""
     table = {}
     none = np.array([w[NONE]["return_psnr"] for w in per_world])
     ceiling = np.mean([w[CEILING]["return_psnr"] for w in per_world]) if CEILING in per_world[0] else float("nan")
+    bound = np.mean([w[COPY]["return_psnr"] for w in per_world]) if COPY in per_world[0] else float("nan")
     for name in rows:
         ws = [w[name] for w in per_world]
         ret = np.array([w["return_psnr"] for w in ws])
         r = dict(worlds=len(ws), return_psnr=metrics.bootstrap_ci(ret), gain=metrics.bootstrap_ci(ret - none),
-                 better=int(np.sum(ret > none)), gap_closed=gap_fraction(ret.mean(), none.mean(), ceiling))
+                 better=int(np.sum(ret > none)), gap_closed=gap_fraction(ret.mean(), none.mean(), ceiling),
+                 copy_gap_closed=gap_fraction(ret.mean(), none.mean(), bound))  # the same, against the copy bound
         for key in ("return_ssim", "never_seen_psnr", "pose_accuracy", "other_world_psnr"):
             if key in ws[0]:
                 r[key] = metrics.bootstrap_ci([w[key] for w in ws])
         if "never_seen_psnr" in ws[0]:
             r["never_seen_change"] = metrics.bootstrap_ci([w["never_seen_psnr"] - v[NONE]["never_seen_psnr"]
                                                            for w, v in zip(ws, per_world)])
+        if K and "frame_psnr" in ws[0] and CEILING in per_world[0]:
+            far = [np.mean([far_revisit_psnr(w[a], K) for w in per_world]) for a in (name, NONE, CEILING)]
+            r.update(far_psnr=float(far[0]), far_gap_closed=gap_fraction(*far))
         if "seconds_per_chunk" in ws[0]:
             r["seconds_per_chunk"] = np.mean([w["seconds_per_chunk"] for w in ws], 0).round(3).tolist()
         table[name] = r
@@ -222,7 +239,7 @@ def summarize(per_world, rows):
 
 def gap_curves(per_world, rows, K):
     """Revisit PSNR against the frames since the first visit, in context windows (one chunk, K frames):
-    {row: {windows: (mean PSNR, frames)}}, over every revisit frame of every world."""
+    {row: {windows: (PSNR of those frames pooled, frames)}}, over every revisit frame of every world."""
     curves = {}
     for name in rows:
         if "frame_gap" not in per_world[0][name]:
@@ -232,20 +249,32 @@ def gap_curves(per_world, rows, K):
             for p, g in zip(w[name]["frame_psnr"], w[name]["frame_gap"]):
                 if g > 0:
                     by.setdefault(int(np.ceil(g / K)), []).append(p)
-        curves[name] = {b: (round(float(np.mean(v)), 3), len(v)) for b, v in sorted(by.items())}
+        curves[name] = {b: (round(pooled_psnr(v), 3), len(v)) for b, v in sorted(by.items())}
     return curves
 
 
 def print_table(table, n):
-    print(f"{'arm':<44} | {'return PSNR [95% CI]':>22} | {'gain':>6} | better/{n} | gap closed | "
-          f"{'SSIM':>5} | never-seen chg | pose acc | s/chunk first, last")
+    nan = [float("nan")] * 3
+    print(f"{'arm':<44} | {'return PSNR [95% CI]':>22} | {'gain':>6} | better/{n} | gap closed | to copy | "
+          f"far PSNR | far gap closed | {'SSIM':>5} | never-seen chg | pose acc | s/chunk first, last")
     for name, r in table.items():
         m, lo, hi = r["return_psnr"]
         secs = r.get("seconds_per_chunk", [float("nan")])
         print(f"{name:<44} | {m:6.2f} [{lo:6.2f}, {hi:6.2f}] | {r['gain'][0]:+6.2f} | {r['better']:>8} | "
-              f"{r['gap_closed']:>10.2f} | {r.get('return_ssim', [float('nan')])[0]:5.3f} | "
-              f"{r.get('never_seen_change', [float('nan')])[0]:+14.2f} | {r.get('pose_accuracy', [float('nan')])[0]:8.2f} | "
-              f"{secs[0]:.2f}, {secs[-1]:.2f}")
+              f"{r['gap_closed']:>10.2f} | {r['copy_gap_closed']:>7.2f} | {r.get('far_psnr', nan[0]):8.2f} | "
+              f"{r.get('far_gap_closed', nan[0]):>14.2f} | {r.get('return_ssim', nan)[0]:5.3f} | "
+              f"{r.get('never_seen_change', nan)[0]:+14.2f} | {r.get('pose_accuracy', nan)[0]:8.2f} | {secs[0]:.2f}, {secs[-1]:.2f}")
+
+
+def print_controls(table):
+    """The paired-history rows: does the return follow the history it saw?"""
+    for name, r in table.items():
+        if name.startswith(PAIRED):
+            arm = name[len(PAIRED) + 2:-1]
+            real = table[arm]
+            print(f"{name}: return PSNR against this world {r['return_psnr'][0]:.2f} (its real history: "
+                  f"{real['return_psnr'][0]:.2f}), against the other world {r['other_world_psnr'][0]:.2f} "
+                  f"(real history: {real['other_world_psnr'][0]:.2f})")
 
 
 def plot_curves(curves, path, title):
@@ -288,12 +317,13 @@ def run(model, diffusion, cfg, n_worlds, trajectory, out_chunks, out_dir, idm=No
         res, turn = episode_rows(models, diffusion, cfg, seed, actions, arms, idm, paired, seeds[(k + 1) % len(seeds)])
         per_world.append(res)
         rows = list(res)
-        table = summarize(per_world, rows)
+        table = summarize(per_world, rows, cfg.chunk)
         curves = gap_curves(per_world, rows, cfg.chunk)
         if write_json:
             write_json(path, dict(checkpoint=checkpoint, trajectory=trajectory, out_chunks=out_chunks, worlds=seeds[:k + 1],
                                   table=table, curves=curves, per_world=per_world))
     print_table(table, len(per_world))
+    print_controls(table)
     png = os.path.join(out_dir, f"memory_curves_{trajectory}.png")
     if plot_curves({n: c for n, c in curves.items() if not n.startswith("control")}, png,
                    f"{trajectory}, {out_chunks} chunks out, {len(per_world)} worlds"):

@@ -113,6 +113,7 @@ def test_gap_fraction_is_zero_for_no_memory_and_one_for_the_ceiling():
     assert table[matrix.NONE]["gap_closed"] == 0.0
     assert table[matrix.CEILING]["gap_closed"] == 1.0
     assert 0.2 < table["half"]["gap_closed"] < 0.8
+    assert np.isnan(table["half"]["copy_gap_closed"])  # no copy-bound row, no fraction of it
 
 
 def test_confidence_intervals_contain_the_mean_and_shrink_with_more_worlds():
@@ -161,3 +162,10 @@ def test_new_kinds_return_to_the_start_and_calibration_edits_one_shape():
         assert len(diff) and (d <= r).all()  # only shape 2's pixels changed
     calib = matrix.calibration(spec, range(200_000, 200_004))
     assert all(0 < c["psnr"] < 60 and 0 < c["ssim"] < 1 for c in calib.values())
+
+
+def test_pooled_psnr_is_the_psnr_of_the_frames_together():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (5, 8, 8, 3))
+    b = np.clip(a + rng.normal(0, 1, a.shape) * np.arange(1, 6)[:, None, None, None] * 5, 0, 255)
+    assert abs(matrix.pooled_psnr(metrics.psnr_per_frame(a, b)) - metrics.psnr(a, b)) < 1e-6
