@@ -47,7 +47,8 @@ def extra_flags(p):
     p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg in --eval episodes")
     p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
     p.add_argument("--arms", default=None,
-                   help="with --eval: only these rows, comma-separated (the baseline row is always run); with --plan or --memory-matrix: only these rows")
+                   help="with --eval: only these rows, comma-separated (the baseline row is always run); "
+                        "with --plan or --memory-matrix: only these rows")
     p.add_argument("--memory-probe", type=int, default=0,
                    help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
     p.add_argument("--plan", type=int, default=0,

@@ -367,7 +367,8 @@ def cost_point(ckpt, arm, n_chunks, threads=1):
     truth, pos = data.render_episode(cfg.test_seeds[0], actions, cfg.world())
     state = start_state(truth[0], cfg.seed, "cpu")
     state["x"] = sfvgen.to_model(truth[None, :1 + n_chunks * K], "cpu")
-    rollout(model, diffusion, cfg, arm, actions[n_chunks - 1:n_chunks], pos, dict(state, x=state["x"][:, :1 + (n_chunks - 1) * K]))  # warm-up
+    warm = dict(state, x=state["x"][:, :1 + (n_chunks - 1) * K])
+    rollout(model, diffusion, cfg, arm, actions[n_chunks - 1:n_chunks], pos, warm)  # warm-up: one chunk earlier
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     _, secs = rollout(model, diffusion, cfg, arm, actions[n_chunks:], pos, state, truth)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
