@@ -59,7 +59,7 @@ def extra_flags(p):
                    help="the memory matrix (matrix.py) on this many test worlds: every way to remember, same weights, with controls")
     p.add_argument("--no-controls", action="store_true", help="with --memory-matrix: skip the reset and paired-history controls")
     p.add_argument("--memory-cost", action="store_true",
-                   help="with --memory-matrix: also seconds and peak memory per chunk as the history grows (a process per point)")
+                   help="seconds and peak memory per chunk as the history grows, for the memory arms (a process per point)")
     p.add_argument("--eval-slow", type=int, default=0, help="single-chunk prediction on this many test worlds")
     p.add_argument("--rollouts", type=int, default=20, help="with --eval-slow: 8-chunk rollouts (PSNR per chunk) on this many worlds")
 
@@ -404,18 +404,13 @@ def cmd_plan(args, model, cfg, diffusion):
 
 
 def cmd_memory_matrix(args, model, cfg, diffusion):
-    """The memory matrix (matrix.py): calibration, every arm on the same worlds, the controls, the curves."""
-    dev = next(model.parameters()).device
+    """The memory matrix (matrix.py): calibration, every arm on the same worlds, the controls, the curves;
+    with --memory-cost, the cost per chunk as the history grows."""
     arms = [a for a, *_ in keep_rows([(a,) for a in matrix.ARMS], args.arms, always=matrix.NONE)]
     os.makedirs(args.out_dir, exist_ok=True)
-    calib = matrix.calibration(cfg.world(), range(cfg.test_seeds[0], cfg.test_seeds[0] + 20))
-    print("what a dB means here (20 worlds, ground truth against one change):")
-    for name, c in calib.items():
-        print(f"  {name:<22} PSNR {c['psnr']:5.2f} dB  SSIM {c['ssim']:.3f}")
-    write_json(os.path.join(args.out_dir, "calibration.json"), calib)
-    idm = load_idm(args.idm, cfg, dev)
-    table, curves = matrix.run(model, diffusion, cfg, args.memory_matrix, args.trajectory, args.out_chunks, args.out_dir,
-                               idm=idm, arms=arms, controls=not args.no_controls, write_json=write_json, checkpoint=args.ckpt)
+    table = curves = None
+    if args.memory_matrix:
+        table, curves = memory_matrix_table(args, model, cfg, diffusion, arms)
     if args.memory_cost:
         cost = matrix.cost_curve(args.ckpt, threads=cfg.threads or 1)
         print(f"{'arm':<24} | history (chunks) | seconds per chunk | peak MB")
@@ -423,6 +418,19 @@ def cmd_memory_matrix(args, model, cfg, diffusion):
             print(f"{c['arm']:<24} | {c['chunks']:>16} | {c['seconds']:>17.2f} | {c['peak_mb']:7.0f}")
         write_json(os.path.join(args.out_dir, "memory_cost.json"), cost)
     return table, curves
+
+
+def memory_matrix_table(args, model, cfg, diffusion, arms):
+    """Calibration, then matrix.run: the table and the curves."""
+    dev = next(model.parameters()).device
+    calib = matrix.calibration(cfg.world(), range(cfg.test_seeds[0], cfg.test_seeds[0] + 20))
+    print("what a dB means here (20 worlds, ground truth against one change):")
+    for name, c in calib.items():
+        print(f"  {name:<22} PSNR {c['psnr']:5.2f} dB  SSIM {c['ssim']:.3f}")
+    write_json(os.path.join(args.out_dir, "calibration.json"), calib)
+    idm = load_idm(args.idm, cfg, dev)
+    return matrix.run(model, diffusion, cfg, args.memory_matrix, args.trajectory, args.out_chunks, args.out_dir,
+                      idm=idm, arms=arms, controls=not args.no_controls, write_json=write_json, checkpoint=args.ckpt)
 
 
 def main(argv=None):
@@ -436,7 +444,7 @@ def main(argv=None):
             return cmd_plan(args, model, cfg, diffusion)
         if args.memory_probe:
             return cmd_memory_probe(args, model, cfg, diffusion)
-        if args.memory_matrix:
+        if args.memory_matrix or args.memory_cost:
             return cmd_memory_matrix(args, model, cfg, diffusion)
         if args.eval_slow:
             return cmd_eval_slow(args, model, cfg, diffusion)

@@ -369,10 +369,19 @@ def cost_point(ckpt, arm, n_chunks, threads=1):
     state["x"] = sfvgen.to_model(truth[None, :1 + n_chunks * K], "cpu")
     warm = dict(state, x=state["x"][:, :1 + (n_chunks - 1) * K])
     rollout(model, diffusion, cfg, arm, actions[n_chunks - 1:n_chunks], pos, warm)  # warm-up: one chunk earlier
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = peak_rss_mb()
     _, secs = rollout(model, diffusion, cfg, arm, actions[n_chunks:], pos, state, truth)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(arm=arm, chunks=n_chunks, seconds=secs[0], peak_mb=peak, before_mb=before)
+    return dict(arm=arm, chunks=n_chunks, seconds=secs[0], peak_mb=peak_rss_mb(), before_mb=before)
+
+
+def peak_rss_mb():
+    """This process's peak resident memory: VmHWM on Linux (ru_maxrss would report the parent's peak, which a
+    child started by fork and exec inherits), ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
 def cost_curve(ckpt, arms=(NONE, "window 4", CEILING, RETRIEVE, TEMP_LORA), lengths=(2, 4, 8, 16, 32), threads=1):

@@ -169,3 +169,9 @@ def test_pooled_psnr_is_the_psnr_of_the_frames_together():
     a = rng.integers(0, 256, (5, 8, 8, 3))
     b = np.clip(a + rng.normal(0, 1, a.shape) * np.arange(1, 6)[:, None, None, None] * 5, 0, 255)
     assert abs(matrix.pooled_psnr(metrics.psnr_per_frame(a, b)) - metrics.psnr(a, b)) < 1e-6
+
+
+def test_peak_memory_sees_a_new_allocation():
+    before = matrix.peak_rss_mb()
+    block = np.ones(200 * 2 ** 20 // 8)  # 200 MB, touched
+    assert matrix.peak_rss_mb() > before + 150 and block.sum() > 0
