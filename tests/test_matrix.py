@@ -1,5 +1,8 @@
 """The memory matrix (matrix.py): the arms' contexts, the controls and the summary numbers."""
+import os
+
 import numpy as np
+import pytest
 import torch
 from conftest import micro_cfg
 
@@ -171,6 +174,7 @@ def test_pooled_psnr_is_the_psnr_of_the_frames_together():
     assert abs(matrix.pooled_psnr(metrics.psnr_per_frame(a, b)) - metrics.psnr(a, b)) < 1e-6
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS (Linux)")
 def test_peak_memory_sees_a_new_allocation():
     before = matrix.peak_rss_mb()
     with open("/proc/self/status") as f:
