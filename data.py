@@ -303,7 +303,7 @@ def sample_batch(rng, seeds, batch, spec=WorldSpec(), n_ctx=None, kinds=("random
 MEMORY_MODES = ("window2", "window4", "all", "retrieve", "random")
 
 
-def revisit_matches(positions, frame_ids, before, spec=WorldSpec()):
+def revisit_matches(positions, frame_ids, before):
     """Pose retrieval: for each frame in frame_ids, the earliest frame m < before whose camera corner is the
     same (an exact revisit). Returns a list of those m, in frame_ids' order (frames with no match: none)."""
     out = []
@@ -343,7 +343,7 @@ def sample_memory_batch(rng, seeds, batch, spec=WorldSpec(), mode=None, n_out=No
         elif mode == "all":
             ids = list(range(first))
         else:
-            mem = revisit_matches(pos, target_ids, first - K, spec)
+            mem = revisit_matches(pos, target_ids, first - K)
             if mode == "random":
                 mem = sorted(int(m) for m in rng.choice(first - K, size=len(mem), replace=False))
             ids, n_mem = mem + list(range(first - K, first)), len(mem)
