@@ -428,6 +428,8 @@ def memory_matrix_table(args, model, cfg, diffusion, arms):
     for name, c in calib.items():
         print(f"  {name:<22} PSNR {c['psnr']:5.2f} dB  SSIM {c['ssim']:.3f}")
     write_json(os.path.join(args.out_dir, "calibration.json"), calib)
+    losses = matrix.context_losses(model, diffusion, cfg)
+    print("masked loss on 30 held-out return chunks, by context: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     idm = load_idm(args.idm, cfg, dev)
     return matrix.run(model, diffusion, cfg, args.memory_matrix, args.trajectory, args.out_chunks, args.out_dir,
                       idm=idm, arms=arms, controls=not args.no_controls, write_json=write_json, checkpoint=args.ckpt)

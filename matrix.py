@@ -352,6 +352,30 @@ def calibration(spec, seeds):
             for name, vals in rows.items()}
 
 
+# ----------------------------------------------------------------------------- does the backbone read memory?
+@torch.no_grad()
+def context_losses(model, diffusion, cfg, n_clips=30, seed=5):
+    """Masked loss on held-out return chunks (out-and-back, 3 chunks out) with three contexts of the same clip:
+    the previous chunk only, plus the frames at the target poses, plus as many random earlier frames. Each clip's
+    loss is the mean of 4 noise draws, the same draws for every context."""
+    rng, out = np.random.default_rng(seed), {"previous chunk": [], "retrieve": [], "random": []}
+    dev = next(model.parameters()).device
+    for k in range(n_clips):
+        state = copy.deepcopy(rng.bit_generator.state)
+        for mode in ("retrieve", "random"):
+            rng.bit_generator.state = state  # the same clip for both
+            ctx, tok, tgt, n_mem = data.sample_memory_batch(rng, cfg.test_seeds, 1, cfg.world(), mode=mode, n_out=3)
+            variants = {mode: (ctx, n_mem)}
+            if mode == "retrieve":
+                variants["previous chunk"] = (ctx[:, n_mem:], 0)
+            for name, (c, m) in variants.items():
+                gen = torch.Generator().manual_seed(k)
+                out[name].append(np.mean([float(diffusion.loss(model, sfvgen.to_model(c, dev), sfvgen.to_model(tgt, dev),
+                                                               torch.as_tensor(tok, device=dev), generator=gen, n_mem=m))
+                                          for _ in range(4)]))
+    return {name: float(np.mean(v)) for name, v in out.items()}
+
+
 # ----------------------------------------------------------------------------- cost as the episode grows
 def cost_point(ckpt, arm, n_chunks, threads=1):
     """Seconds and process peak memory for one chunk after n_chunks of history (ground-truth frames stand in
