@@ -116,21 +116,26 @@ def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
     return out, secs
 
 
+def revisit_gaps(positions):
+    """Frames since the first visit of each frame's pose, (N,) int; 0 where the pose is new (metrics.revisit_pairs)."""
+    gap = np.zeros(len(positions), dtype=int)
+    for i, j in metrics.revisit_pairs(positions, min_gap=0):
+        gap[j] = j - i
+    return gap
+
+
 def first_revisit_chunk(positions, K, n_chunks):
     """The first chunk with a frame at a pose seen before: until then retrieval and copying change nothing."""
-    for i in range(n_chunks):
-        if any(data.revisit_matches(positions, [n], n) for n in range(1 + i * K, 1 + (i + 1) * K)):
-            return i
-    return n_chunks
+    revisits = np.flatnonzero(revisit_gaps(positions))
+    return min(int(revisits[0] - 1) // K, n_chunks) if len(revisits) else n_chunks
 
 
 # ----------------------------------------------------------------------------- scores
-def frame_scores(frames, truth, positions, K):
+def frame_scores(frames, truth, positions):
     """Per frame after the start: PSNR, SSIM against the truth, and the frames since the first visit of its
     pose (0: never seen before)."""
-    gap = [n - m[0] if m else 0 for n, m in ((n, data.revisit_matches(positions, [n], n)) for n in range(1, len(frames)))]
     return dict(psnr=metrics.psnr_per_frame(frames[1:], truth[1:]), ssim=metrics.ssim_per_frame(frames[1:], truth[1:]),
-                gap=np.array(gap))
+                gap=revisit_gaps(positions[:len(frames)])[1:])
 
 
 def gap_fraction(arm, none, ceiling):
@@ -158,7 +163,7 @@ def episode_rows(models, diffusion, cfg, seed, actions, arms, idm, paired=(), ot
 
     def finish(name, state, secs):
         frames = sfvgen.to_frames(state["x"])[0]
-        fs = frame_scores(frames, truth, pos, K)
+        fs = frame_scores(frames, truth, pos)
         ret = slice(turn * K, None)                                         # frames of the chunks from `turn` on
         new = fs["gap"] == 0
         out[name] = dict(return_psnr=metrics.psnr(frames[1 + turn * K:], truth[1 + turn * K:]),
@@ -182,8 +187,8 @@ def episode_rows(models, diffusion, cfg, seed, actions, arms, idm, paired=(), ot
         at_turn[arm] = (s, secs)
         s2, secs2 = rollout(model, diffusion, cfg, arm, actions[turn:], pos, s, truth)
         made[arm] = finish(arm, s2, secs + secs2)
+    other_truth = data.render_episode(other_seed, actions, spec)[0] if paired else None  # another world, same walk
     for arm in paired:  # the same current chunk and return actions, the outward history of another world
-        other_truth, _ = data.render_episode(other_seed, actions, spec)
         model = models["lora" if arm == TEMP_LORA else "base"]
         sB, _ = rollout(model, diffusion, cfg, arm, actions[:turn], pos, start_state(other_truth[0], cfg.seed, dev), other_truth)
         sA = at_turn[SHARES.get(arm, arm)][0]
@@ -216,6 +221,9 @@ def summarize(per_world, rows, K=None):
     none = np.array([w[NONE]["return_psnr"] for w in per_world])
     ceiling = np.mean([w[CEILING]["return_psnr"] for w in per_world]) if CEILING in per_world[0] else float("nan")
     bound = np.mean([w[COPY]["return_psnr"] for w in per_world]) if COPY in per_world[0] else float("nan")
+    far_ref = None
+    if K and "frame_psnr" in per_world[0][NONE] and CEILING in per_world[0]:  # revisits >= 2 windows after the first visit
+        far_ref = [np.mean([far_revisit_psnr(w[a], K) for w in per_world]) for a in (NONE, CEILING)]
     for name in rows:
         ws = [w[name] for w in per_world]
         ret = np.array([w["return_psnr"] for w in ws])
@@ -228,9 +236,9 @@ def summarize(per_world, rows, K=None):
         if "never_seen_psnr" in ws[0]:
             r["never_seen_change"] = metrics.bootstrap_ci([w["never_seen_psnr"] - v[NONE]["never_seen_psnr"]
                                                            for w, v in zip(ws, per_world)])
-        if K and "frame_psnr" in ws[0] and CEILING in per_world[0]:
-            far = [np.mean([far_revisit_psnr(w[a], K) for w in per_world]) for a in (name, NONE, CEILING)]
-            r.update(far_psnr=float(far[0]), far_gap_closed=gap_fraction(*far))
+        if far_ref and "frame_psnr" in ws[0]:
+            far = float(np.mean([far_revisit_psnr(w, K) for w in ws]))
+            r.update(far_psnr=far, far_gap_closed=gap_fraction(far, *far_ref))
         if "seconds_per_chunk" in ws[0]:
             r["seconds_per_chunk"] = np.mean([w["seconds_per_chunk"] for w in ws], 0).round(3).tolist()
         table[name] = r
