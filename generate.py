@@ -299,7 +299,7 @@ def learn_chunks(model, diffusion, cfg, frames, seed):
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     for i in range(2, len(history) + 1):
         ctx, x0, _ = sfvgen.fast_window(history[:i], cfg, rng)
-        sfvgen.fast_update(model, diffusion, opt, ctx, x0, sfvgen.null_tokens(1, dev), cfg.fast_steps, gen)
+        sfvgen.fast_update(model, diffusion, opt, ctx, x0, sfvgen.null_tokens(x0.shape[0], dev), cfg.fast_steps, gen)
     return sfvgen.lora_state(model)
 
 

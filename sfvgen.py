@@ -68,6 +68,7 @@ class Config:
     fast_steps: int = 2                # Adam steps on the fast loss per generated chunk (measured best, README)
     fast_lr: float = 1e-3              # fast learning rate
     fast_rule: str = "local"           # local (the paper), original (text Temp-LoRA) or global (whole history)
+    fast_reverse: bool = False         # also learn each window played backwards (ours; local and global rules)
     # --- training (slow learning)
     batch: int = 8                     # clips per step (tiny on a CPU: peak RSS 1.7 GB; batch 16: 2.75 GB)
     lr: float = 1e-3                   # peak AdamW learning rate
@@ -169,6 +170,8 @@ def validate(cfg):
         (cfg.prediction in ("v", "eps", "x0"), f"--prediction {cfg.prediction!r}: use v, eps or x0"),
         (cfg.lora_targets in LORA_TARGETS, f"--lora-targets {cfg.lora_targets!r}: use one of {list(LORA_TARGETS)}"),
         (cfg.fast_rule in ("local", "original", "global"), f"--fast-rule {cfg.fast_rule!r}: use local, original or global"),
+        (not (cfg.fast_reverse and cfg.fast_rule == "original"),
+         "--fast-reverse needs the local or global rule (the original rule's action has no general reverse)"),
         (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:"),
          f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
     ]
@@ -640,14 +643,19 @@ def fast_window(history, cfg, rng):
     first one the start frame. Returns (context, target, use_action):
       local    [X_{i-1} ; X_i] as targets, no context, null action (the paper's local rule)
       original context X_{i-1} (clean), target X_i, with the action (text Temp-LoRA, Wang et al. 2024)
-      global   [X_{j-1} ; X_j] for a j drawn from the whole generated history (the paper's ablation)."""
+      global   [X_{j-1} ; X_j] for a j drawn from the whole generated history (the paper's ablation).
+    With cfg.fast_reverse (ours, not the paper's) the local / global window is learned twice in one batch:
+    as played and played backwards, the view of the same places when the camera walks back."""
     i = len(history) - 1
     if cfg.fast_rule == "global":
         i = int(rng.integers(1, len(history)))
     prev, cur = history[i - 1], history[i]
     if cfg.fast_rule == "original":
         return prev, cur, True
-    return prev[:, :0], torch.cat([prev, cur], dim=1), False
+    window = torch.cat([prev, cur], dim=1)  # (1, T, 3, H, W)
+    if cfg.fast_reverse:  # ours: the same frames played backwards, as a camera retracing its path sees them
+        window = torch.cat([window, window.flip(1)])  # (2, T, 3, H, W)
+    return window[:, :0], window, False
 
 
 def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, explode=100.0):
@@ -714,7 +722,7 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
         out.append(y)
         if fast:  # store this chunk in the fast weights before generating the next one
             ctx, x0, use_action = fast_window(history, cfg, rng)
-            tok = tokens if use_action else null_tokens(1, dev)
+            tok = tokens if use_action else null_tokens(x0.shape[0], dev)
             losses.append(fast_update(model, diffusion, opt, ctx, x0, tok, cfg.fast_steps, gen))
             if not math.isfinite(losses[-1]):
                 print(f"warning: fast-learning update after chunk {chunk0 + len(losses) - 1} diverged and was rolled back")

@@ -105,6 +105,17 @@ def test_fast_rules_pick_their_windows():
     assert picked == {1.0, 2.0, 3.0}  # windows from the whole history
 
 
+def test_reverse_learns_the_window_and_the_same_window_played_backwards():
+    cfg = sfvgen.Config(**{**sfvgen.asdict(micro_cfg()), "fast_reverse": True})
+    hist = [torch.full((1, 1 if i == 0 else 2, 3, 4, 4), float(i)) for i in range(3)]
+    hist[2][:, 1] = 7.0
+    ctx, x0, act = sfvgen.fast_window(hist, cfg, np.random.default_rng(0))
+    assert ctx.shape[:2] == (2, 0) and not act
+    assert x0[:, :, 0, 0, 0].tolist() == [[1, 1, 2, 7], [7, 2, 1, 1]]  # as played, then backwards
+    with pytest.raises(ValueError, match="fast-reverse"):
+        sfvgen.validate(sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_rule": "original"}))
+
+
 def test_saved_memory_continues_exactly_like_an_uninterrupted_generation():
     model, cfg, _ = model_and_inputs()
     sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
