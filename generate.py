@@ -51,6 +51,8 @@ def extra_flags(p):
                         "with --plan or --memory-matrix: only these rows")
     p.add_argument("--memory-probe", type=int, default=0,
                    help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
+    p.add_argument("--memory-span", type=int, default=0,
+                   help="on this many worlds: how the loss of each learned chunk changes as fast learning goes on (no sampling)")
     p.add_argument("--plan", type=int, default=0,
                    help="planning on this many test worlds: walk a path, then 'go back'; frames -> inverse dynamics -> simulator")
     p.add_argument("--loop-ckpt", default=None, help="with --plan: loop-trained weights (train.py --loop on) for the full-method row")
@@ -333,6 +335,88 @@ def cmd_memory_probe(args, model, cfg, diffusion):
     return out
 
 
+@torch.no_grad()
+def chunk_losses(model, diffusion, X, tokens, draws, seed, upto=None):
+    """Losses of a ground-truth episode's chunks X = [X_0 (the start frame), X_1, ..], each (1, T_i, 3, H, W),
+    with `draws` fixed (t, eps) draws per chunk (the same draws on every call, so calls compare paired):
+      cond: the masked conditional loss of X_i given X_{i-1} and its action a_i (how generation uses the fast weights)
+      fast: the fast loss of the window [X_{i-1}; X_i] (all frames noised, null action: what the fast weights learn).
+    Chunks 1 .. upto (default all); returns two (upto,) arrays."""
+    model.eval()
+    null = sfvgen.null_tokens(draws, X[0].device)
+    cond, fast = [], []
+    for i in range(1, (upto or len(X) - 1) + 1):
+        rep = lambda z: z.expand(draws, *z.shape[1:])  # noqa: E731 -- the same clip, `draws` noise levels and noises
+        window = torch.cat([X[i - 1], X[i]], dim=1)
+        draw = lambda: torch.Generator().manual_seed(seed + i)  # noqa: E731 -- chunk i's draws, the same on every call
+        cond.append(diffusion.loss(model, rep(X[i - 1]), rep(X[i]), rep(tokens[i - 1]), generator=draw()).item())
+        fast.append(diffusion.loss(model, rep(window[:, :0]), rep(window), null, generator=draw()).item())
+    return np.array(cond), np.array(fast)
+
+
+def cmd_memory_span(args, model, cfg, diffusion):
+    """How long does TEMP-LoRA remember a chunk? On ground-truth outward legs (--out-chunks chunks, a path that
+    never crosses itself) the fast weights learn chunk after chunk with the configured rule and steps. Each
+    chunk's losses are compared, paired, with the fresh LoRA's: right after its own update, and at the end of
+    the leg (lag = updates since it was learned); the same chunk indices of another world at the end of the
+    leg show the side effects that are not memory. Then the return leg, which walks back over the outward leg
+    (never learned itself): its conditional losses with this world's fast weights. No sampling: losses only."""
+    dev = next(model.parameters()).device
+    m, n, draws = with_lora(model, cfg), args.out_chunks, 8
+    rng = np.random.default_rng(cfg.seed)
+    worlds = []
+    for i in range(args.memory_span):
+        seed, actions = cfg.test_seeds[0] + i, data.make_actions("out-and-back", rng, n=n)
+        x = sfvgen.to_model(data.render_episode(seed, actions, cfg.world())[0][None], dev)  # (1, 1 + 2 n K, 3, H, W)
+        worlds.append(([x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1)), [sfvgen.action_tokens([a], dev) for a in actions]))
+    sfvgen.reset_lora(m)
+    fresh = [chunk_losses(m, diffusion, X, tok, draws, cfg.seed) for X, tok in tqdm(worlds, desc="fresh LoRA", leave=False)]
+    pct = lambda new, old: 100 * (new / old - 1)  # noqa: E731 -- loss change in %, negative = lower loss
+    keys = ("fast_learned", "cond_learned", "fast_end", "cond_end", "cond_other")
+    per = {k: np.zeros((len(worlds), n)) for k in keys}  # [world, lag at the end of the leg]
+    ret = np.zeros((len(worlds), 2))  # [world, (this world's return leg, another world's)]: mean change in %
+    for w, (X, tok) in enumerate(tqdm(worlds, desc="learn and test", leave=False)):
+        sfvgen.reset_lora(m)
+        opt = torch.optim.Adam(sfvgen.lora_parameters(m), lr=cfg.fast_lr)
+        gen, wrng = torch.Generator().manual_seed(cfg.seed), np.random.default_rng(cfg.seed)
+        for u in range(1, n + 1):  # Algorithm 1a's update after chunk u, on ground-truth chunks
+            ctx, x0, use_action = sfvgen.fast_window(X[:u + 1], cfg, wrng)
+            sfvgen.fast_update(m, diffusion, opt, ctx, x0, tok[u - 1] if use_action else sfvgen.null_tokens(x0.shape[0], dev),
+                               cfg.fast_steps, gen)
+            cond, fast = chunk_losses(m, diffusion, X[u - 1:u + 1], tok[u - 1:u], draws, cfg.seed + u - 1)  # chunk u alone
+            per["cond_learned"][w, n - u] = pct(cond[0], fresh[w][0][u - 1])
+            per["fast_learned"][w, n - u] = pct(fast[0], fresh[w][1][u - 1])
+        cond, fast = chunk_losses(m, diffusion, X, tok, draws, cfg.seed)  # the whole episode, return leg included
+        other = (w + 1) % len(worlds)
+        cond_o, _ = chunk_losses(m, diffusion, *worlds[other], draws, cfg.seed)
+        per["cond_end"][w], per["fast_end"][w] = pct(cond[:n], fresh[w][0][:n])[::-1], pct(fast[:n], fresh[w][1][:n])[::-1]
+        per["cond_other"][w] = pct(cond_o[:n], fresh[other][0][:n])[::-1]
+        ret[w] = pct(cond[n:], fresh[w][0][n:]).mean(), pct(cond_o[n:], fresh[other][0][n:]).mean()
+    print(f"loss change against the fresh LoRA in % (negative: lower), {len(worlds)} worlds, {draws} paired draws per chunk")
+    print(f"{'lag':>3} | {'fast loss: learned / end':>24} | {'cond. loss: learned / end':>25} | {'another world':>13} | "
+          "memory at the end [95% CI]")
+    rows = []
+    for lag in range(n):
+        mem = per["cond_end"][:, lag] - per["cond_other"][:, lag]
+        mean, lo, hi = metrics.bootstrap_ci(mem)
+        row = dict(lag=lag, **{k: float(per[k][:, lag].mean()) for k in keys}, memory=mean, memory_ci=[lo, hi],
+                   worlds_better=int(np.sum(mem < 0)))
+        rows.append(row)
+        print(f"{lag:>3} | {row['fast_learned']:>+11.1f} / {row['fast_end']:>+10.1f} | "
+              f"{row['cond_learned']:>+11.1f} / {row['cond_end']:>+11.1f} | "
+              f"{row['cond_other']:>+13.1f} | {mean:+.1f} [{lo:+.1f}, {hi:+.1f}] {int(np.sum(mem < 0))}/{len(mem)}")
+    mem = ret[:, 0] - ret[:, 1]
+    mean, lo, hi = metrics.bootstrap_ci(mem)
+    back = dict(cond_this=float(ret[:, 0].mean()), cond_other=float(ret[:, 1].mean()), memory=mean, memory_ci=[lo, hi],
+                worlds_better=int(np.sum(mem < 0)))
+    print(f"return leg (walks back over the outward leg, not learned): cond. loss {back['cond_this']:+.1f}, "
+          f"another world {back['cond_other']:+.1f}, memory {mean:+.1f} [{lo:+.1f}, {hi:+.1f}] {back['worlds_better']}/{len(mem)}")
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_json(os.path.join(args.out_dir, "memory_span.json"), dict(checkpoint=args.ckpt, worlds=len(worlds), draws=draws, rows=rows,
+                                                                    return_leg=back, per_world={k: v.tolist() for k, v in per.items()}))
+    return rows
+
+
 def load_idm(path, cfg, device):
     """The inverse-dynamics model: from `path`, or trained on ground-truth pairs (about a minute on a CPU) and saved there."""
     if os.path.exists(path):
@@ -446,6 +530,8 @@ def main(argv=None):
             return cmd_plan(args, model, cfg, diffusion)
         if args.memory_probe:
             return cmd_memory_probe(args, model, cfg, diffusion)
+        if args.memory_span:
+            return cmd_memory_span(args, model, cfg, diffusion)
         if args.memory_matrix or args.memory_cost:
             return cmd_memory_matrix(args, model, cfg, diffusion)
         if args.eval_slow:

@@ -150,3 +150,22 @@ def test_a_diverging_fast_update_is_rolled_back_and_generation_goes_on(monkeypat
     assert res["frames"].shape[0] == 1 + 3 * cfg.chunk
     assert all(torch.isfinite(v).all() for v in sfvgen.lora_state(model).values())
     assert "rolled back" in capsys.readouterr().out
+
+
+def test_memory_span_tests_each_chunk_right_after_its_update_and_at_the_end(tmp_path):
+    import json
+
+    import generate
+    import train
+    train.main(micro_cfg(max_steps=1, out=str(tmp_path / "m")), quiet=True)
+    rows = generate.main(["--ckpt", str(tmp_path / "m" / "ckpt.pt"), "--memory-span", "2", "--out-chunks", "3",
+                          "--lora-targets", "all", "--fast-steps", "20", "--fast-lr", "1e-2", "--out", str(tmp_path / "s"),
+                          "--device", "cpu", "--threads", "1"])
+    assert [r["lag"] for r in rows] == [0, 1, 2]
+    # the chunk learned last is tested twice in the same state with the same draws: the pairing is exact
+    assert rows[0]["fast_learned"] == rows[0]["fast_end"] and rows[0]["cond_learned"] == rows[0]["cond_end"]
+    assert all(r["fast_learned"] < 0 for r in rows)  # the fast weights lower the loss of the window they just learned
+    for r in rows:  # memory: this world's change minus another world's, paired by world
+        assert np.isclose(r["memory"], r["cond_end"] - r["cond_other"])
+    back = json.load(open(tmp_path / "s" / "memory_span.json"))["return_leg"]  # the return leg, never learned itself
+    assert np.isclose(back["memory"], back["cond_this"] - back["cond_other"])
