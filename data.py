@@ -230,7 +230,7 @@ def render_episode(world_seed, actions, spec=WorldSpec(), start=None, frame_ids=
 
 
 # ----------------------------------------------------------------------------- episodes of every kind
-KINDS = ("random", "out-and-back", "loop", "go-back", "triangle", "L")
+KINDS = ("random", "out-and-back", "loop", "loop-twice", "go-back", "triangle", "L")
 
 
 def make_actions(kind, rng, n=4):
@@ -239,6 +239,8 @@ def make_actions(kind, rng, n=4):
     out-and-back: n chunks away (a path that never crosses itself), then the same path reversed with explicit
     actions; the start is revisited 2n chunks after it was first seen (n >= 2 puts that at least two
     context windows of 2 chunks away). loop: a closed rectangle (e.g. right, down, left, up).
+    loop-twice: the loop walked twice; the second lap repeats the first lap's moves in the same order and
+    direction (the revisit an out-and-back return, which walks the path backwards, is not).
     go-back: n moves, then n 'go back' chunks (the planning task).
     triangle: A to B (n chunks along one axis), B to C (n along the other), then back to A on the diagonal
     as a staircase (4n chunks); its first chunk retraces the end of B-C, its last chunk the start of A-B.
@@ -261,11 +263,12 @@ def make_actions(kind, rng, n=4):
             out = [h] * n + [v] * n
             return out + [OPPOSITE[a] for a in reversed(out)]
         return [h] * n + [v] * n + [OPPOSITE[v], OPPOSITE[h]] * n  # the diagonal back ends along A-B
-    if kind == "loop":
+    if kind in ("loop", "loop-twice"):
         h, v = rng.choice(["go left", "go right"]), rng.choice(["go up", "go down"])
         m = max(1, n // 2)
         legs = [h, v, OPPOSITE[h], OPPOSITE[v]] if rng.random() < 0.5 else [v, h, OPPOSITE[v], OPPOSITE[h]]
-        return [str(a) for a in np.repeat(legs, m)]
+        lap = [str(a) for a in np.repeat(legs, m)]
+        return lap * 2 if kind == "loop-twice" else lap
     raise ValueError(f"unknown trajectory kind {kind!r}; known kinds: {list(KINDS)}")
 
 

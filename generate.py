@@ -43,7 +43,8 @@ def extra_flags(p):
     p.add_argument("--memory-out", default=None, help="save the episodic memory (LoRA, optimizer, chunk, context) here")
     p.add_argument("--memory-in", default=None, help="continue a video from a saved episodic memory")
     p.add_argument("--eval", type=int, default=0, help="evaluate on this many held-out test worlds")
-    p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS, help="episode kind for --eval and --memory-matrix")
+    p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS,
+                   help="episode kind for --eval, --memory-probe and --memory-matrix")
     p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg in --eval episodes")
     p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
     p.add_argument("--arms", default=None,
@@ -214,7 +215,9 @@ def cmd_eval(args, model, cfg, diffusion):
     rng = np.random.default_rng(cfg.seed)
     seeds = [cfg.test_seeds[0] + i for i in range(args.eval)]
     episodes = [(s, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for s in seeds]
-    n_ret = args.out_chunks if args.trajectory in ("out-and-back", "go-back") else 0
+    # the "return leg": the walk back (out-and-back, go-back), or the second lap (loop-twice); none otherwise
+    n_ret = {"out-and-back": args.out_chunks, "go-back": args.out_chunks,
+             "loop-twice": len(episodes[0][1]) // 2}.get(args.trajectory, 0)
     rows, per_seed, first_videos = [], {}, {}
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
@@ -308,11 +311,16 @@ def learn_chunks(model, diffusion, cfg, frames, seed):
 def cmd_memory_probe(args, model, cfg, diffusion):
     """Can TEMP-LoRA store and recall at all? The LoRA fast-learns the *ground-truth* outward leg, then
     the return leg is generated from the true turning point (context = the true last outward chunk) with
-    a fresh LoRA, with that LoRA (frozen), and with a LoRA learned on another world's outward leg."""
+    a fresh LoRA, with that LoRA (frozen), and with a LoRA learned on another world's outward leg.
+    --trajectory: out-and-back (the return walks the leg backwards), L, or loop-twice (the first lap is
+    the "outward leg", the second lap, the same moves again, the "return")."""
+    if args.trajectory not in ("out-and-back", "L", "loop-twice"):
+        raise ValueError(f"--memory-probe: --trajectory must be out-and-back, L or loop-twice, not {args.trajectory!r}")
     dev = next(model.parameters()).device
-    m, K, n = with_lora(model, cfg), cfg.chunk, args.out_chunks
+    m, K = with_lora(model, cfg), cfg.chunk
     rng = np.random.default_rng(cfg.seed)
-    eps = [(cfg.test_seeds[0] + i, data.make_actions("out-and-back", rng, n=n)) for i in range(args.memory_probe)]
+    eps = [(cfg.test_seeds[0] + i, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for i in range(args.memory_probe)]
+    n = len(eps[0][1]) // 2  # chunks of the outward leg: the first half of every episode of this kind
     truths = [data.render_episode(s, a, cfg.world())[0] for s, a in eps]
     loras = [learn_chunks(m, diffusion, cfg, t[:1 + n * K], cfg.seed) for t in tqdm(truths, desc="learn outward", leave=False)]
     rows = {"fresh LoRA (no memory)": [], "LoRA of this world's outward leg": [], "LoRA of another world's outward leg": []}

@@ -59,6 +59,16 @@ def test_loop_closes():
     assert np.array_equal(pos[0], pos[-1]) and len(set(map(tuple, pos))) > 4
 
 
+def test_the_second_lap_of_loop_twice_walks_the_first_lap_again():
+    rng = np.random.default_rng(1)
+    actions = data.make_actions("loop-twice", rng, n=4)
+    half = len(actions) // 2
+    assert actions[:half] == actions[half:]  # the same moves in the same order and direction
+    frames, pos = data.render_episode(4, actions, SPEC)
+    lap = half * (len(frames) - 1) // len(actions)  # frames per lap
+    assert np.array_equal(pos[lap:], pos[:lap + 1]) and np.array_equal(frames[lap:], frames[:lap + 1])
+
+
 def test_dynamics_move_without_actions():
     spec = data.WorldSpec(dynamics=True, marker=False)
     world = data.World(7, spec)

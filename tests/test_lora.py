@@ -169,3 +169,19 @@ def test_memory_span_tests_each_chunk_right_after_its_update_and_at_the_end(tmp_
         assert np.isclose(r["memory"], r["cond_end"] - r["cond_other"])
     back = json.load(open(tmp_path / "s" / "memory_span.json"))["return_leg"]  # the return leg, never learned itself
     assert np.isclose(back["memory"], back["cond_this"] - back["cond_other"])
+
+
+def test_memory_probe_on_loop_twice_learns_the_first_lap_and_generates_the_second(tmp_path):
+    import generate
+    import train
+    train.main(micro_cfg(max_steps=1, out=str(tmp_path / "m")), quiet=True)
+    ckpt = str(tmp_path / "m" / "ckpt.pt")
+    flags = ["--ckpt", ckpt, "--memory-probe", "2", "--out-chunks", "2", "--lora-targets", "all", "--fast-steps", "4",
+             "--fast-lr", "1e-2", "--out", str(tmp_path / "p"), "--device", "cpu", "--threads", "1"]
+    rows = generate.main(flags + ["--trajectory", "loop-twice"])
+    fresh, this, other = rows.values()
+    assert fresh["gain"] == 0 and fresh["better"] == 0  # the fresh LoRA is the reference of every pair
+    # the learned LoRAs are plugged in: the second lap differs from the fresh LoRA's, and differs by world
+    assert this["return_psnr"] != fresh["return_psnr"] and this["return_psnr"] != other["return_psnr"]
+    with pytest.raises(SystemExit, match="loop-twice"):  # a kind whose second half revisits nothing is refused
+        generate.main(flags + ["--trajectory", "random"])
