@@ -231,6 +231,7 @@ def render_episode(world_seed, actions, spec=WorldSpec(), start=None, frame_ids=
 
 # ----------------------------------------------------------------------------- episodes of every kind
 KINDS = ("random", "out-and-back", "loop", "loop-twice", "go-back", "triangle", "L")
+REVISIT_KINDS = ("out-and-back", "go-back", "L", "loop-twice")  # the second half walks back over, or again along, the first
 
 
 def make_actions(kind, rng, n=4):

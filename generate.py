@@ -215,9 +215,8 @@ def cmd_eval(args, model, cfg, diffusion):
     rng = np.random.default_rng(cfg.seed)
     seeds = [cfg.test_seeds[0] + i for i in range(args.eval)]
     episodes = [(s, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for s in seeds]
-    # the "return leg": the walk back (out-and-back, go-back), or the second lap (loop-twice); none otherwise
-    n_ret = {"out-and-back": args.out_chunks, "go-back": args.out_chunks,
-             "loop-twice": len(episodes[0][1]) // 2}.get(args.trajectory, 0)
+    # the "return leg": the second half of a kind that revisits the first (the walk back, or the second lap)
+    n_ret = len(episodes[0][1]) // 2 if args.trajectory in data.REVISIT_KINDS else 0
     rows, per_seed, first_videos = [], {}, {}
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
@@ -293,18 +292,24 @@ def cmd_eval_slow(args, model, cfg, diffusion):
     return out
 
 
-def learn_chunks(model, diffusion, cfg, frames, seed):
-    """TEMP-LoRA fast learning (the configured rule and steps) over given frames (1 + n K, H, W, 3):
-    the chunks of a ground-truth leg instead of generated ones. Returns the LoRA state."""
-    dev = next(model.parameters()).device
+def ground_truth_chunks(seed, actions, cfg, device):
+    """An episode's true frames as Algorithm 1a's history: [X_0 (the start frame), X_1, ..], each
+    (1, T_i, 3, H, W), and the action tokens a_1, a_2, .. (each (1, L)) of X_1, X_2, .."""
+    x = sfvgen.to_model(data.render_episode(seed, actions, cfg.world())[0][None], device)  # (1, 1 + N K, 3, H, W)
+    return [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1)), [sfvgen.action_tokens([a], device) for a in actions]
+
+
+def learn_chunks(model, diffusion, cfg, X, tokens, seed, after_update=None):
+    """TEMP-LoRA fast learning (the configured rule and steps) on the chunks X_1 .. of a ground-truth
+    history X (ground_truth_chunks) instead of generated ones; after_update(u) runs after the update on
+    chunk u. Returns the LoRA state."""
     sfvgen.reset_lora(model)
     opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)
-    x = sfvgen.to_model(frames[None], dev)  # (1, 1 + n K, 3, H, W)
-    history = [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1))
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
-    for i in range(2, len(history) + 1):
-        ctx, x0, _ = sfvgen.fast_window(history[:i], cfg, rng)
-        sfvgen.fast_update(model, diffusion, opt, ctx, x0, sfvgen.null_tokens(x0.shape[0], dev), cfg.fast_steps, gen)
+    for u in range(1, len(X)):  # Algorithm 1a's update after chunk u
+        sfvgen.fast_learn_chunk(model, diffusion, opt, X[:u + 1], tokens[u - 1], cfg, rng, gen)
+        if after_update:
+            after_update(u)
     return sfvgen.lora_state(model)
 
 
@@ -312,17 +317,20 @@ def cmd_memory_probe(args, model, cfg, diffusion):
     """Can TEMP-LoRA store and recall at all? The LoRA fast-learns the *ground-truth* outward leg, then
     the return leg is generated from the true turning point (context = the true last outward chunk) with
     a fresh LoRA, with that LoRA (frozen), and with a LoRA learned on another world's outward leg.
-    --trajectory: out-and-back (the return walks the leg backwards), L, or loop-twice (the first lap is
-    the "outward leg", the second lap, the same moves again, the "return")."""
-    if args.trajectory not in ("out-and-back", "L", "loop-twice"):
-        raise ValueError(f"--memory-probe: --trajectory must be out-and-back, L or loop-twice, not {args.trajectory!r}")
+    --trajectory: a kind whose second half revisits the first (the return walks the leg backwards; with
+    loop-twice, the first lap is the "outward leg" and the second lap, the same moves again, the "return")."""
+    if args.trajectory not in data.REVISIT_KINDS:
+        raise ValueError(f"--memory-probe: --trajectory must be one of {list(data.REVISIT_KINDS)}, not {args.trajectory!r}")
     dev = next(model.parameters()).device
     m, K = with_lora(model, cfg), cfg.chunk
     rng = np.random.default_rng(cfg.seed)
     eps = [(cfg.test_seeds[0] + i, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for i in range(args.memory_probe)]
     n = len(eps[0][1]) // 2  # chunks of the outward leg: the first half of every episode of this kind
     truths = [data.render_episode(s, a, cfg.world())[0] for s, a in eps]
-    loras = [learn_chunks(m, diffusion, cfg, t[:1 + n * K], cfg.seed) for t in tqdm(truths, desc="learn outward", leave=False)]
+    loras = []
+    for s, a in tqdm(eps, desc="learn outward", leave=False):
+        X, tokens = ground_truth_chunks(s, a[:n], cfg, dev)
+        loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed))
     rows = {"fresh LoRA (no memory)": [], "LoRA of this world's outward leg": [], "LoRA of another world's outward leg": []}
     for k, ((seed, actions), truth) in enumerate(tqdm(list(zip(eps, truths)), desc="return legs", leave=False)):
         start = dict(history=[sfvgen.to_model(truth[None, 1 + (n - 1) * K:1 + n * K], dev)], chunk=n,
@@ -344,21 +352,21 @@ def cmd_memory_probe(args, model, cfg, diffusion):
 
 
 @torch.no_grad()
-def chunk_losses(model, diffusion, X, tokens, draws, seed, upto=None):
-    """Losses of a ground-truth episode's chunks X = [X_0 (the start frame), X_1, ..], each (1, T_i, 3, H, W),
+def chunk_losses(model, diffusion, X, tokens, draws, seed):
+    """Losses of a ground-truth history's chunks X = [X_0 (the start frame), X_1, ..] (ground_truth_chunks),
     with `draws` fixed (t, eps) draws per chunk (the same draws on every call, so calls compare paired):
       cond: the masked conditional loss of X_i given X_{i-1} and its action a_i (how generation uses the fast weights)
       fast: the fast loss of the window [X_{i-1}; X_i] (all frames noised, null action: what the fast weights learn).
-    Chunks 1 .. upto (default all); returns two (upto,) arrays."""
+    Returns two (len(X) - 1,) arrays."""
     model.eval()
     null = sfvgen.null_tokens(draws, X[0].device)
+    rep = lambda z: z.expand(draws, *z.shape[1:])  # noqa: E731 -- the same clip, `draws` noise levels and noises
     cond, fast = [], []
-    for i in range(1, (upto or len(X) - 1) + 1):
-        rep = lambda z: z.expand(draws, *z.shape[1:])  # noqa: E731 -- the same clip, `draws` noise levels and noises
+    for i in range(1, len(X)):
         window = torch.cat([X[i - 1], X[i]], dim=1)
-        draw = lambda: torch.Generator().manual_seed(seed + i)  # noqa: E731 -- chunk i's draws, the same on every call
-        cond.append(diffusion.loss(model, rep(X[i - 1]), rep(X[i]), rep(tokens[i - 1]), generator=draw()).item())
-        fast.append(diffusion.loss(model, rep(window[:, :0]), rep(window), null, generator=draw()).item())
+        for out, ctx, x0, tok in ((cond, X[i - 1], X[i], rep(tokens[i - 1])), (fast, window[:, :0], window, null)):
+            draw = torch.Generator().manual_seed(seed + i)  # chunk i's draws, the same on every call
+            out.append(diffusion.loss(model, rep(ctx), rep(x0), tok, generator=draw).item())
     return np.array(cond), np.array(fast)
 
 
@@ -372,11 +380,8 @@ def cmd_memory_span(args, model, cfg, diffusion):
     dev = next(model.parameters()).device
     m, n, draws = with_lora(model, cfg), args.out_chunks, 8
     rng = np.random.default_rng(cfg.seed)
-    worlds = []
-    for i in range(args.memory_span):
-        seed, actions = cfg.test_seeds[0] + i, data.make_actions("out-and-back", rng, n=n)
-        x = sfvgen.to_model(data.render_episode(seed, actions, cfg.world())[0][None], dev)  # (1, 1 + 2 n K, 3, H, W)
-        worlds.append(([x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1)), [sfvgen.action_tokens([a], dev) for a in actions]))
+    worlds = [ground_truth_chunks(cfg.test_seeds[0] + i, data.make_actions("out-and-back", rng, n=n), cfg, dev)
+              for i in range(args.memory_span)]
     sfvgen.reset_lora(m)
     fresh = [chunk_losses(m, diffusion, X, tok, draws, cfg.seed) for X, tok in tqdm(worlds, desc="fresh LoRA", leave=False)]
     pct = lambda new, old: 100 * (new / old - 1)  # noqa: E731 -- loss change in %, negative = lower loss
@@ -384,16 +389,11 @@ def cmd_memory_span(args, model, cfg, diffusion):
     per = {k: np.zeros((len(worlds), n)) for k in keys}  # [world, lag at the end of the leg]
     ret = np.zeros((len(worlds), 2))  # [world, (this world's return leg, another world's)]: mean change in %
     for w, (X, tok) in enumerate(tqdm(worlds, desc="learn and test", leave=False)):
-        sfvgen.reset_lora(m)
-        opt = torch.optim.Adam(sfvgen.lora_parameters(m), lr=cfg.fast_lr)
-        gen, wrng = torch.Generator().manual_seed(cfg.seed), np.random.default_rng(cfg.seed)
-        for u in range(1, n + 1):  # Algorithm 1a's update after chunk u, on ground-truth chunks
-            ctx, x0, use_action = sfvgen.fast_window(X[:u + 1], cfg, wrng)
-            sfvgen.fast_update(m, diffusion, opt, ctx, x0, tok[u - 1] if use_action else sfvgen.null_tokens(x0.shape[0], dev),
-                               cfg.fast_steps, gen)
-            cond, fast = chunk_losses(m, diffusion, X[u - 1:u + 1], tok[u - 1:u], draws, cfg.seed + u - 1)  # chunk u alone
+        def just_learned(u):  # chunk u right after its own update (lag 0 then, lag n - u at the end)
+            cond, fast = chunk_losses(m, diffusion, X[u - 1:u + 1], tok[u - 1:u], draws, cfg.seed + u - 1)
             per["cond_learned"][w, n - u] = pct(cond[0], fresh[w][0][u - 1])
             per["fast_learned"][w, n - u] = pct(fast[0], fresh[w][1][u - 1])
+        learn_chunks(m, diffusion, cfg, X[:n + 1], tok, cfg.seed, after_update=just_learned)  # the outward leg only
         cond, fast = chunk_losses(m, diffusion, X, tok, draws, cfg.seed)  # the whole episode, return leg included
         other = (w + 1) % len(worlds)
         cond_o, _ = chunk_losses(m, diffusion, *worlds[other], draws, cfg.seed)

@@ -106,9 +106,7 @@ def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
         x = torch.cat([x, y], dim=1)
         if fast:  # Algorithm 1a: store the chunk in the fast weights before the next one
             history = [x[:, :1]] + list(x[:, 1:].split(K, dim=1))
-            ctx, x0, use_action = sfvgen.fast_window(history, cfg, rng)
-            sfvgen.fast_update(model, diffusion, opt, ctx, x0, tokens if use_action else sfvgen.null_tokens(x0.shape[0], dev),
-                               cfg.fast_steps, gen)
+            sfvgen.fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, gen)
             model.eval()
         secs.append(time.time() - t0)
     out = dict(x=x, gen=gen.get_state(), rng=rng.bit_generator.state,

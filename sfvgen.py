@@ -683,6 +683,15 @@ def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, e
     return last
 
 
+def fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, generator=None):
+    """Algorithm 1a's update after a chunk: the window of cfg.fast_rule (fast_window) learned for
+    cfg.fast_steps steps; `tokens` (1, L), the newest chunk's action, is used only where the rule is
+    conditioned on it (original), the null action otherwise. Returns the last loss (nan: rolled back)."""
+    ctx, x0, use_action = fast_window(history, cfg, rng)
+    tokens = tokens if use_action else null_tokens(x0.shape[0], x0.device)
+    return fast_update(model, diffusion, opt, ctx, x0, tokens, cfg.fast_steps, generator)
+
+
 def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0, memory=None, progress=None,
                   frozen_lora=None):
     """Chunk-by-chunk generation (context = the previous chunk), with TEMP-LoRA fast learning after every
@@ -721,9 +730,7 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
         history.append(y)
         out.append(y)
         if fast:  # store this chunk in the fast weights before generating the next one
-            ctx, x0, use_action = fast_window(history, cfg, rng)
-            tok = tokens if use_action else null_tokens(x0.shape[0], dev)
-            losses.append(fast_update(model, diffusion, opt, ctx, x0, tok, cfg.fast_steps, gen))
+            losses.append(fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, gen))
             if not math.isfinite(losses[-1]):
                 print(f"warning: fast-learning update after chunk {chunk0 + len(losses) - 1} diverged and was rolled back")
             model.eval()

@@ -185,3 +185,21 @@ def test_memory_probe_on_loop_twice_learns_the_first_lap_and_generates_the_secon
     assert this["return_psnr"] != fresh["return_psnr"] and this["return_psnr"] != other["return_psnr"]
     with pytest.raises(SystemExit, match="loop-twice"):  # a kind whose second half revisits nothing is refused
         generate.main(flags + ["--trajectory", "random"])
+
+
+@pytest.mark.parametrize("rule", ["local", "original"])
+def test_the_fast_update_reads_the_action_only_where_its_rule_is_conditioned_on_it(rule):
+    model, cfg, _ = model_and_inputs()
+    cfg = sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_rule": rule, "fast_steps": 3, "fast_lr": 1e-2})
+    sfvgen.add_lora(model, "all", rank=4, alpha=4)
+    diffusion = sfvgen.Diffusion(cfg, "cpu")
+    history = [torch.randn(1, 1, 3, cfg.size, cfg.size), torch.randn(1, cfg.chunk, 3, cfg.size, cfg.size)]
+    states = []
+    for action in ("go up", "go left"):
+        sfvgen.reset_lora(model)
+        opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)
+        sfvgen.fast_learn_chunk(model, diffusion, opt, history, sfvgen.action_tokens([action], "cpu"), cfg,
+                                np.random.default_rng(0), torch.Generator().manual_seed(0))
+        states.append(sfvgen.lora_state(model))
+    same = all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert same == (rule == "local")  # local: the null action whatever was done; original: the chunk's action
