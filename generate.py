@@ -143,6 +143,7 @@ def panels(*videos, scale=3):
     return np.concatenate(padded, axis=2).repeat(scale, 1).repeat(scale, 2)
 
 
+# ----------------------------------------------------------------------------- one long video
 def cmd_generate(args, model, cfg, diffusion):
     seed = cfg.test_seeds[0] if args.world_seed is None else args.world_seed
     actions = data.parse_actions(args.actions)
@@ -186,6 +187,7 @@ def cmd_generate(args, model, cfg, diffusion):
     print(f"wrote {video} ({' | '.join(list(arms) + ['ground truth'])}) and {args.out_dir}/metrics.json")
 
 
+# ----------------------------------------------------------------------------- evaluation
 def eval_arms(args, cfg):
     """The rows of the evaluation table: (name, config overrides, fast on, control)."""
     arms = [("no fast learning", {}, False, None), ("TEMP-LoRA", {}, True, None)]
@@ -292,6 +294,7 @@ def cmd_eval_slow(args, model, cfg, diffusion):
     return out
 
 
+# ----------------------------------------------------------------------------- memory on ground-truth legs: probe, span
 def ground_truth_chunks(seed, actions, cfg, device):
     """An episode's true frames as Algorithm 1a's history: [X_0 (the start frame), X_1, ..], each
     (1, T_i, 3, H, W), and the action tokens a_1, a_2, .. (each (1, L)) of X_1, X_2, .."""
@@ -425,6 +428,7 @@ def cmd_memory_span(args, model, cfg, diffusion):
     return rows
 
 
+# ----------------------------------------------------------------------------- planning (section 4.3)
 def load_idm(path, cfg, device):
     """The inverse-dynamics model: from `path`, or trained on ground-truth pairs (about a minute on a CPU) and saved there."""
     if os.path.exists(path):
@@ -495,6 +499,7 @@ def cmd_plan(args, model, cfg, diffusion):
     return dict(idm_accuracy=idm_acc, rows=rows)
 
 
+# ----------------------------------------------------------------------------- the memory matrix (matrix.py)
 def cmd_memory_matrix(args, model, cfg, diffusion):
     """The memory matrix (matrix.py): calibration, every arm on the same worlds, the controls, the curves;
     with --memory-cost, the cost per chunk as the history grows."""
@@ -527,6 +532,7 @@ def memory_matrix_table(args, model, cfg, diffusion, arms):
                       idm=idm, arms=arms, controls=not args.no_controls, write_json=write_json, checkpoint=args.ckpt)
 
 
+# ----------------------------------------------------------------------------- entry point
 def main(argv=None):
     parser = sfvgen.config_parser(__doc__.split("\n")[0], extra_flags, skip=("out", "resume", "init"))
     args = parser.parse_args(argv)
