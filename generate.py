@@ -54,6 +54,12 @@ def extra_flags(p):
                    help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
     p.add_argument("--memory-span", type=int, default=0,
                    help="on this many worlds: how the loss of each learned chunk changes as fast learning goes on (no sampling)")
+    p.add_argument("--teacher-forced", action="store_true",
+                   help="with --memory-probe: generate each return chunk from the true chunk before it, not from the model's own frames")
+    p.add_argument("--retrace", default="off", choices=("off", "aligned", "shifted"),
+                   help="with --memory-probe / --memory-span (ours, a check): learn the outward leg with rehearsed "
+                        "conditional pairs plus reversed outward windows, one frame off the return's chunks "
+                        "(aligned) or exactly on them (shifted), instead of the fast rule")
     p.add_argument("--plan", type=int, default=0,
                    help="planning on this many test worlds: walk a path, then 'go back'; frames -> inverse dynamics -> simulator")
     p.add_argument("--loop-ckpt", default=None, help="with --plan: loop-trained weights (train.py --loop on) for the full-method row")
@@ -302,28 +308,85 @@ def ground_truth_chunks(seed, actions, cfg, device):
     return [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1)), [sfvgen.action_tokens([a], device) for a in actions]
 
 
-def learn_chunks(model, diffusion, cfg, X, tokens, seed, after_update=None):
+def learn_chunks(model, diffusion, cfg, X, tokens, seed, after_update=None, retrace=None):
     """TEMP-LoRA fast learning (the configured rule and steps) on the chunks X_1 .. of a ground-truth
     history X (ground_truth_chunks) instead of generated ones; after_update(u) runs after the update on
-    chunk u. Returns the LoRA state."""
+    chunk u. retrace = (shift, actions of X_1 ..): learn with retrace_update instead (--retrace).
+    Returns the LoRA state."""
     sfvgen.reset_lora(model)
     opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     for u in range(1, len(X)):  # Algorithm 1a's update after chunk u
-        sfvgen.fast_learn_chunk(model, diffusion, opt, X[:u + 1], tokens[u - 1], cfg, rng, gen)
+        if retrace:
+            retrace_update(model, diffusion, opt, X[:u + 1], retrace[1][:u], retrace[0], cfg.fast_steps, rng, gen)
+        else:
+            sfvgen.fast_learn_chunk(model, diffusion, opt, X[:u + 1], tokens[u - 1], cfg, rng, gen)
         if after_update:
             after_update(u)
     return sfvgen.lora_state(model)
+
+
+def retrace_windows(X, actions, shift):
+    """Pieces of the walk back that an outward history X = [X_0, X_1, .., X_i] already shows (ours, not the
+    paper's): (context, target, move) with K reversed frames as context, the next K reversed frames as
+    target and the move that plays them, the opposite of the outward one. An out-and-back return shows the
+    outward frames reversed, one frame off the chunk boundaries (return chunk k is the outward frames
+    K(n - k) .. K(n - k) + K - 1 reversed, given the K after them), so:
+      shift=1: frames [K m, K m + 2K) reversed, every m they are known for: exactly the return leg's
+               chunks 2 .. n given their predecessors;
+      shift=0: frames [K j - 2K + 1, K j + 1) reversed, i.e. X_{j-1} given X_j played backwards, for
+               j = 1 .. i: the same places, one frame (one move) off the return's chunks."""
+    K = X[1].shape[1]
+    if not shift:
+        return [(X[j].flip(1), X[j - 1].flip(1), data.OPPOSITE[actions[j - 1]]) for j in range(1, len(X))]
+    frames = torch.cat(X, dim=1)  # (1, 1 + i K, 3, H, W): frame f is the view after f moves
+    i = len(X) - 1
+    wins = []
+    for m in range(i):
+        if K * m + 2 * K - 1 <= K * i:  # the window's last frame is known
+            w = frames[:, K * m:K * m + 2 * K].flip(1)
+            wins.append((w[:, :K], w[:, K:], data.OPPOSITE[actions[m]]))
+    return wins
+
+
+def retrace_update(model, diffusion, opt, X, actions, shift, steps, rng, generator):
+    """--retrace (ours, a check of what the fast weights keep, not a rule of the paper): after outward chunk
+    i, `steps` Adam steps on the LoRA, each on the sum of two masked conditional losses:
+      a learned chunk X_j (j drawn from 1..i: rehearsal) given X_{j-1} and its action, and
+      a retrace window (retrace_windows) given its context and its move: with shift=0 the window of the same j,
+      with shift=1 one drawn from those known so far (none after chunk 1)."""
+    sfvgen.set_trainable(model, "fast")
+    dev = X[0].device
+    cond = lambda ctx, x0, move: diffusion.loss(model, ctx, x0, sfvgen.action_tokens([move], dev), generator=generator)  # noqa: E731
+    i = len(X) - 1
+    wins = retrace_windows(X, actions, shift)
+    for _ in range(steps):
+        j = int(rng.integers(1, i + 1))
+        loss = cond(X[j - 1], X[j], actions[j - 1])
+        if wins:
+            loss = loss + cond(*(wins[int(rng.integers(len(wins)))] if shift else wins[j - 1]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def retrace_arg(args, actions):
+    """learn_chunks' retrace argument for --retrace: None (the fast rule), or (shift, the outward actions)."""
+    return None if args.retrace == "off" else (int(args.retrace == "shifted"), actions)
 
 
 def cmd_memory_probe(args, model, cfg, diffusion):
     """Can TEMP-LoRA store and recall at all? The LoRA fast-learns the *ground-truth* outward leg, then
     the return leg is generated from the true turning point (context = the true last outward chunk) with
     a fresh LoRA, with that LoRA (frozen), and with a LoRA learned on another world's outward leg.
+    --teacher-forced: each return chunk from the true chunk before it (what the LoRA gives when its input is
+    the true video; the return-leg PSNR is then the mean over the return chunks).
     --trajectory: a kind whose second half revisits the first (the return walks the leg backwards; with
     loop-twice, the first lap is the "outward leg" and the second lap, the same moves again, the "return")."""
     if args.trajectory not in data.REVISIT_KINDS:
         raise ValueError(f"--memory-probe: --trajectory must be one of {list(data.REVISIT_KINDS)}, not {args.trajectory!r}")
+    if args.retrace != "off" and args.trajectory != "out-and-back":
+        raise ValueError(f"--retrace learns pieces of an out-and-back return: use --trajectory out-and-back, not {args.trajectory!r}")
     dev = next(model.parameters()).device
     m, K = with_lora(model, cfg), cfg.chunk
     rng = np.random.default_rng(cfg.seed)
@@ -333,22 +396,33 @@ def cmd_memory_probe(args, model, cfg, diffusion):
     loras = []
     for s, a in tqdm(eps, desc="learn outward", leave=False):
         X, tokens = ground_truth_chunks(s, a[:n], cfg, dev)
-        loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed))
-    rows = {"fresh LoRA (no memory)": [], "LoRA of this world's outward leg": [], "LoRA of another world's outward leg": []}
+        loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed, retrace=retrace_arg(args, a[:n])))
+    names = ("fresh LoRA (no memory)", "LoRA of this world's outward leg", "LoRA of another world's outward leg")
+    rows, chunks = {name: [] for name in names}, {name: [] for name in names}  # return-leg PSNR; PSNR per return chunk
+    state = dict(gen=torch.Generator().manual_seed(cfg.seed).get_state(), rng=np.random.default_rng(cfg.seed).bit_generator.state)
     for k, ((seed, actions), truth) in enumerate(tqdm(list(zip(eps, truths)), desc="return legs", leave=False)):
-        start = dict(history=[sfvgen.to_model(truth[None, 1 + (n - 1) * K:1 + n * K], dev)], chunk=n,
-                     gen=torch.Generator().manual_seed(cfg.seed).get_state(), rng=np.random.default_rng(cfg.seed).bit_generator.state)
-        for name, lora in zip(rows, [None, loras[k], loras[(k + 1) % len(loras)]]):
-            res = sfvgen.generate_long(m, diffusion, cfg, truth[0], actions[n:], fast=False, seed=cfg.seed,
-                                       memory=start, frozen_lora=lora)
-            rows[name].append(metrics.psnr(res["frames"], truth[1 + n * K:]))
+        for name, lora in zip(names, [None, loras[k], loras[(k + 1) % len(loras)]]):
+            # free: the whole return leg from the true turning point (context = the true chunk n), on its own frames;
+            # teacher forced: each return chunk c + 1 from the true chunk c before it
+            legs = [(c, actions[c:c + 1]) for c in range(n, 2 * n)] if args.teacher_forced else [(n, actions[n:])]
+            frames = []
+            for c, acts in legs:
+                start = dict(history=[sfvgen.to_model(truth[None, 1 + (c - 1) * K:1 + c * K], dev)], chunk=c, **state)
+                frames.append(sfvgen.generate_long(m, diffusion, cfg, truth[0], acts, fast=False, seed=cfg.seed,
+                                                   memory=start, frozen_lora=lora)["frames"])
+            frames = np.concatenate(frames)  # (n K, H, W, 3): the return leg
+            per = [metrics.psnr(frames[c * K:(c + 1) * K], truth[1 + (n + c) * K:1 + (n + c + 1) * K]) for c in range(n)]
+            rows[name].append(float(np.mean(per)) if args.teacher_forced else metrics.psnr(frames, truth[1 + n * K:]))
+            chunks[name].append(per)
     out = {}
     for name, vals in rows.items():
-        diff = np.subtract(vals, rows["fresh LoRA (no memory)"])
+        diff = np.subtract(vals, rows[names[0]])
         mean, lo, hi = metrics.bootstrap_ci(diff)
-        out[name] = dict(return_psnr=float(np.mean(vals)), gain=mean, ci=[lo, hi], better=int(np.sum(diff > 0)))
+        per_gain = np.subtract(chunks[name], chunks[names[0]]).mean(0)  # (n,): gain per return chunk, 1 = the turn
+        out[name] = dict(return_psnr=float(np.mean(vals)), gain=mean, ci=[lo, hi], better=int(np.sum(diff > 0)),
+                         per_chunk_gain=per_gain.tolist())
         print(f"{name:<38} return-leg PSNR {np.mean(vals):6.2f} dB  gain {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]  "
-              f"better {int(np.sum(diff > 0))}/{len(vals)}")
+              f"better {int(np.sum(diff > 0))}/{len(vals)}  per return chunk " + " / ".join(f"{g:+.2f}" for g in per_gain))
     os.makedirs(args.out_dir, exist_ok=True)
     write_json(os.path.join(args.out_dir, "memory_probe.json"), dict(checkpoint=args.ckpt, worlds=[s for s, _ in eps], rows=out))
     return out
@@ -383,26 +457,27 @@ def cmd_memory_span(args, model, cfg, diffusion):
     dev = next(model.parameters()).device
     m, n, draws = with_lora(model, cfg), args.out_chunks, 8
     rng = np.random.default_rng(cfg.seed)
-    worlds = [ground_truth_chunks(cfg.test_seeds[0] + i, data.make_actions("out-and-back", rng, n=n), cfg, dev)
-              for i in range(args.memory_span)]
+    eps = [data.make_actions("out-and-back", rng, n=n) for _ in range(args.memory_span)]
+    worlds = [ground_truth_chunks(cfg.test_seeds[0] + i, a, cfg, dev) for i, a in enumerate(eps)]
     sfvgen.reset_lora(m)
     fresh = [chunk_losses(m, diffusion, X, tok, draws, cfg.seed) for X, tok in tqdm(worlds, desc="fresh LoRA", leave=False)]
     pct = lambda new, old: 100 * (new / old - 1)  # noqa: E731 -- loss change in %, negative = lower loss
     keys = ("fast_learned", "cond_learned", "fast_end", "cond_end", "cond_other")
     per = {k: np.zeros((len(worlds), n)) for k in keys}  # [world, lag at the end of the leg]
-    ret = np.zeros((len(worlds), 2))  # [world, (this world's return leg, another world's)]: mean change in %
+    ret = np.zeros((len(worlds), 2, n))  # [world, (this world's return leg, another world's), return chunk]: change in %
     for w, (X, tok) in enumerate(tqdm(worlds, desc="learn and test", leave=False)):
         def just_learned(u):  # chunk u right after its own update (lag 0 then, lag n - u at the end)
             cond, fast = chunk_losses(m, diffusion, X[u - 1:u + 1], tok[u - 1:u], draws, cfg.seed + u - 1)
             per["cond_learned"][w, n - u] = pct(cond[0], fresh[w][0][u - 1])
             per["fast_learned"][w, n - u] = pct(fast[0], fresh[w][1][u - 1])
-        learn_chunks(m, diffusion, cfg, X[:n + 1], tok, cfg.seed, after_update=just_learned)  # the outward leg only
+        learn_chunks(m, diffusion, cfg, X[:n + 1], tok, cfg.seed, after_update=just_learned,  # the outward leg only
+                     retrace=retrace_arg(args, eps[w][:n]))
         cond, fast = chunk_losses(m, diffusion, X, tok, draws, cfg.seed)  # the whole episode, return leg included
         other = (w + 1) % len(worlds)
         cond_o, _ = chunk_losses(m, diffusion, *worlds[other], draws, cfg.seed)
         per["cond_end"][w], per["fast_end"][w] = pct(cond[:n], fresh[w][0][:n])[::-1], pct(fast[:n], fresh[w][1][:n])[::-1]
         per["cond_other"][w] = pct(cond_o[:n], fresh[other][0][:n])[::-1]
-        ret[w] = pct(cond[n:], fresh[w][0][n:]).mean(), pct(cond_o[n:], fresh[other][0][n:]).mean()
+        ret[w] = pct(cond[n:], fresh[w][0][n:]), pct(cond_o[n:], fresh[other][0][n:])
     print(f"loss change against the fresh LoRA in % (negative: lower), {len(worlds)} worlds, {draws} paired draws per chunk")
     print(f"{'lag':>3} | {'fast loss: learned / end':>24} | {'cond. loss: learned / end':>25} | {'another world':>13} | "
           "memory at the end [95% CI]")
@@ -416,12 +491,15 @@ def cmd_memory_span(args, model, cfg, diffusion):
         print(f"{lag:>3} | {row['fast_learned']:>+11.1f} / {row['fast_end']:>+10.1f} | "
               f"{row['cond_learned']:>+11.1f} / {row['cond_end']:>+11.1f} | "
               f"{row['cond_other']:>+13.1f} | {mean:+.1f} [{lo:+.1f}, {hi:+.1f}] {int(np.sum(mem < 0))}/{len(mem)}")
-    mem = ret[:, 0] - ret[:, 1]
+    mem = ret[:, 0].mean(1) - ret[:, 1].mean(1)
     mean, lo, hi = metrics.bootstrap_ci(mem)
     back = dict(cond_this=float(ret[:, 0].mean()), cond_other=float(ret[:, 1].mean()), memory=mean, memory_ci=[lo, hi],
-                worlds_better=int(np.sum(mem < 0)))
+                worlds_better=int(np.sum(mem < 0)), per_chunk_this=ret[:, 0].mean(0).tolist(),
+                per_chunk_other=ret[:, 1].mean(0).tolist())
     print(f"return leg (walks back over the outward leg, not learned): cond. loss {back['cond_this']:+.1f}, "
           f"another world {back['cond_other']:+.1f}, memory {mean:+.1f} [{lo:+.1f}, {hi:+.1f}] {back['worlds_better']}/{len(mem)}")
+    print("  per return chunk (1 = the turn): this world " + " / ".join(f"{v:+.1f}" for v in back["per_chunk_this"])
+          + ", another world " + " / ".join(f"{v:+.1f}" for v in back["per_chunk_other"]))
     os.makedirs(args.out_dir, exist_ok=True)
     write_json(os.path.join(args.out_dir, "memory_span.json"), dict(checkpoint=args.ckpt, worlds=len(worlds), draws=draws, rows=rows,
                                                                     return_leg=back, per_world={k: v.tolist() for k, v in per.items()}))
@@ -538,6 +616,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         data.parse_actions(args.actions)  # refuse bad input before any work starts
+        if args.retrace != "off" and not (args.memory_probe or args.memory_span):
+            raise ValueError("--retrace is a check of --memory-probe and --memory-span; give one of them")
         train.check_writable(args.out_dir)
         model, cfg, diffusion = build(args)
         if args.plan:

@@ -169,6 +169,7 @@ def test_memory_span_tests_each_chunk_right_after_its_update_and_at_the_end(tmp_
         assert np.isclose(r["memory"], r["cond_end"] - r["cond_other"])
     back = json.load(open(tmp_path / "s" / "memory_span.json"))["return_leg"]  # the return leg, never learned itself
     assert np.isclose(back["memory"], back["cond_this"] - back["cond_other"])
+    assert np.isclose(np.mean(back["per_chunk_this"]), back["cond_this"]) and len(back["per_chunk_this"]) == 3
 
 
 def test_memory_probe_on_loop_twice_learns_the_first_lap_and_generates_the_second(tmp_path):
@@ -203,3 +204,35 @@ def test_the_fast_update_reads_the_action_only_where_its_rule_is_conditioned_on_
         states.append(sfvgen.lora_state(model))
     same = all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert same == (rule == "local")  # local: the null action whatever was done; original: the chunk's action
+
+
+def test_shifted_retrace_windows_are_exactly_the_return_legs_chunks_and_aligned_ones_are_one_move_off():
+    import generate
+    cfg = micro_cfg()
+    n = 3
+    actions = data.make_actions("out-and-back", np.random.default_rng(4), n=n)
+    X, _ = generate.ground_truth_chunks(7, actions, cfg, "cpu")  # [X_0, X_1 .. X_n (outward), X_n+1 .. X_2n (back)]
+    returns = [(X[n + k - 1], X[n + k], actions[n + k - 1]) for k in range(2, n + 1)]  # return chunks 2..n
+    same = lambda a, b: all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a[:2], b[:2])) and a[2] == b[2]  # noqa: E731
+    shifted = generate.retrace_windows(X[:n + 1], actions[:n], shift=1)
+    assert len(shifted) == n - 1 and all(any(same(w, r) for w in shifted) for r in returns)
+    aligned = generate.retrace_windows(X[:n + 1], actions[:n], shift=0)
+    assert len(aligned) == n and not any(same(w, r) for w in aligned for r in returns)
+    # one move off: each aligned window's target is the next return chunk's frames moved one frame on
+    assert torch.equal(aligned[1][1][:, :cfg.chunk - 1], X[2 * n - 1][:, 1:])
+    with pytest.raises(SystemExit, match="--memory-probe and --memory-span"):  # a check with nothing to check is refused
+        generate.main(["--ckpt", "unused.pt", "--retrace", "shifted"])
+
+
+def test_teacher_forced_probe_generates_each_return_chunk_from_the_true_chunk_before_it(tmp_path):
+    import generate
+    import train
+    train.main(micro_cfg(max_steps=1, out=str(tmp_path / "m")), quiet=True)
+    flags = ["--ckpt", str(tmp_path / "m" / "ckpt.pt"), "--memory-probe", "2", "--out-chunks", "2", "--lora-targets", "all",
+             "--fast-steps", "4", "--fast-lr", "1e-2", "--out", str(tmp_path / "p"), "--device", "cpu", "--threads", "1"]
+    free = generate.main(flags)["LoRA of this world's outward leg"]
+    forced = generate.main(flags + ["--teacher-forced"])["LoRA of this world's outward leg"]
+    # the first return chunk has the true turning chunk as context either way; the next one only when forced
+    assert forced["per_chunk_gain"][0] == free["per_chunk_gain"][0]
+    assert forced["per_chunk_gain"][1] != free["per_chunk_gain"][1]
+    assert np.isclose(forced["gain"], np.mean(forced["per_chunk_gain"]))  # forced: the leg's PSNR is the chunks' mean
