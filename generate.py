@@ -308,17 +308,17 @@ def ground_truth_chunks(seed, actions, cfg, device):
     return [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1)), [sfvgen.action_tokens([a], device) for a in actions]
 
 
-def learn_chunks(model, diffusion, cfg, X, tokens, seed, after_update=None, retrace=None):
+def learn_chunks(model, diffusion, cfg, X, tokens, seed, after_update=None, retrace="off", actions=None):
     """TEMP-LoRA fast learning (the configured rule and steps) on the chunks X_1 .. of a ground-truth
     history X (ground_truth_chunks) instead of generated ones; after_update(u) runs after the update on
-    chunk u. retrace = (shift, actions of X_1 ..): learn with retrace_update instead (--retrace).
-    Returns the LoRA state."""
+    chunk u. retrace "aligned" / "shifted" (--retrace): learn with retrace_update instead, which needs
+    the actions (text) of X_1 ... Returns the LoRA state."""
     sfvgen.reset_lora(model)
     opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     for u in range(1, len(X)):  # Algorithm 1a's update after chunk u
-        if retrace:
-            retrace_update(model, diffusion, opt, X[:u + 1], retrace[1][:u], retrace[0], cfg.fast_steps, rng, gen)
+        if retrace != "off":
+            retrace_update(model, diffusion, opt, X[:u + 1], actions[:u], retrace == "shifted", cfg.fast_steps, rng, gen)
         else:
             sfvgen.fast_learn_chunk(model, diffusion, opt, X[:u + 1], tokens[u - 1], cfg, rng, gen)
         if after_update:
@@ -356,8 +356,8 @@ def retrace_update(model, diffusion, opt, X, actions, shift, steps, rng, generat
       a retrace window (retrace_windows) given its context and its move: with shift=0 the window of the same j,
       with shift=1 one drawn from those known so far (none after chunk 1)."""
     sfvgen.set_trainable(model, "fast")
-    dev = X[0].device
-    cond = lambda ctx, x0, move: diffusion.loss(model, ctx, x0, sfvgen.action_tokens([move], dev), generator=generator)  # noqa: E731
+    tokens = {a: sfvgen.action_tokens([a], X[0].device) for a in data.OPPOSITE}  # every move, tokenized once
+    cond = lambda ctx, x0, move: diffusion.loss(model, ctx, x0, tokens[move], generator=generator)  # noqa: E731
     i = len(X) - 1
     wins = retrace_windows(X, actions, shift)
     for _ in range(steps):
@@ -368,11 +368,6 @@ def retrace_update(model, diffusion, opt, X, actions, shift, steps, rng, generat
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-
-
-def retrace_arg(args, actions):
-    """learn_chunks' retrace argument for --retrace: None (the fast rule), or (shift, the outward actions)."""
-    return None if args.retrace == "off" else (int(args.retrace == "shifted"), actions)
 
 
 def cmd_memory_probe(args, model, cfg, diffusion):
@@ -396,7 +391,7 @@ def cmd_memory_probe(args, model, cfg, diffusion):
     loras = []
     for s, a in tqdm(eps, desc="learn outward", leave=False):
         X, tokens = ground_truth_chunks(s, a[:n], cfg, dev)
-        loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed, retrace=retrace_arg(args, a[:n])))
+        loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed, retrace=args.retrace, actions=a[:n]))
     names = ("fresh LoRA (no memory)", "LoRA of this world's outward leg", "LoRA of another world's outward leg")
     rows, chunks = {name: [] for name in names}, {name: [] for name in names}  # return-leg PSNR; PSNR per return chunk
     state = dict(gen=torch.Generator().manual_seed(cfg.seed).get_state(), rng=np.random.default_rng(cfg.seed).bit_generator.state)
@@ -471,7 +466,7 @@ def cmd_memory_span(args, model, cfg, diffusion):
             per["cond_learned"][w, n - u] = pct(cond[0], fresh[w][0][u - 1])
             per["fast_learned"][w, n - u] = pct(fast[0], fresh[w][1][u - 1])
         learn_chunks(m, diffusion, cfg, X[:n + 1], tok, cfg.seed, after_update=just_learned,  # the outward leg only
-                     retrace=retrace_arg(args, eps[w][:n]))
+                     retrace=args.retrace, actions=eps[w][:n])
         cond, fast = chunk_losses(m, diffusion, X, tok, draws, cfg.seed)  # the whole episode, return leg included
         other = (w + 1) % len(worlds)
         cond_o, _ = chunk_losses(m, diffusion, *worlds[other], draws, cfg.seed)

@@ -236,3 +236,17 @@ def test_teacher_forced_probe_generates_each_return_chunk_from_the_true_chunk_be
     assert forced["per_chunk_gain"][0] == free["per_chunk_gain"][0]
     assert forced["per_chunk_gain"][1] != free["per_chunk_gain"][1]
     assert np.isclose(forced["gain"], np.mean(forced["per_chunk_gain"]))  # forced: the leg's PSNR is the chunks' mean
+
+
+def test_the_retrace_update_trains_only_the_lora():
+    import generate
+    model, cfg, _ = model_and_inputs()
+    sfvgen.add_lora(model, "all", rank=4, alpha=4)
+    actions = data.make_actions("out-and-back", np.random.default_rng(1), n=3)[:3]
+    X, _ = generate.ground_truth_chunks(3, actions, cfg, "cpu")
+    base = {k: v.clone() for k, v in model.state_dict().items() if ".lora_" not in k}
+    fresh = sfvgen.lora_state(model)
+    opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=1e-2)
+    generate.retrace_update(model, sfvgen.Diffusion(cfg, "cpu"), opt, X, actions, True, 3, np.random.default_rng(0), None)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.items())  # the slow weights stay frozen
+    assert any(not torch.equal(v, sfvgen.lora_state(model)[k]) for k, v in fresh.items())  # the fast weights moved
