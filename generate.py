@@ -83,8 +83,12 @@ def save_npy(path, array):
 def build(args):
     """Model from the checkpoint, config = checkpoint config + flags; LoRA added when fast learning may run."""
     device = sfvgen.pick_device(args.device or "auto")
-    model, cfg, _ = sfvgen.load_model(args.ckpt, device)
-    cfg = sfvgen.config_from_args(args, base=cfg)
+    model, stored, _ = sfvgen.load_model(args.ckpt, device)
+    cfg = sfvgen.config_from_args(args, base=stored)
+    fixed = [f for f in sfvgen.WEIGHT_FIELDS if getattr(cfg, f) != getattr(stored, f)]
+    if fixed:  # the weights were trained with these: a flag cannot change them
+        raise ValueError(f"{args.ckpt}: " + ", ".join(f"--{f.replace('_', '-')} is {getattr(stored, f)} in this checkpoint"
+                                                      for f in fixed) + " (fixed by its weights; leave the flag out)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return model, cfg, sfvgen.Diffusion(cfg, device)
@@ -156,7 +160,7 @@ def cmd_generate(args, model, cfg, diffusion):
     os.makedirs(args.out_dir, exist_ok=True)
     memory, before = None, []
     if args.memory_in:  # continue a video: the fast weights, optimizer and last context come from the file
-        memory = sfvgen.load_checkpoint(args.memory_in, require=("history", "chunk", "lora", "opt", "actions"))
+        memory = sfvgen.load_checkpoint(args.memory_in, require=("history", "chunk", "lora", "opt", "actions", "gen", "fast_gen", "rng"))
         before = list(memory["actions"])
     lora_model = with_lora(model, cfg) if cfg.fast or memory is not None else None  # built once
     if memory is not None:
@@ -394,7 +398,8 @@ def cmd_memory_probe(args, model, cfg, diffusion):
         loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed, retrace=args.retrace, actions=a[:n]))
     names = ("fresh LoRA (no memory)", "LoRA of this world's outward leg", "LoRA of another world's outward leg")
     rows, chunks = {name: [] for name in names}, {name: [] for name in names}  # return-leg PSNR; PSNR per return chunk
-    state = dict(gen=torch.Generator().manual_seed(cfg.seed).get_state(), rng=np.random.default_rng(cfg.seed).bit_generator.state)
+    state = dict(gen=torch.Generator().manual_seed(cfg.seed).get_state(), fast_gen=sfvgen.fast_generator(cfg.seed).get_state(),
+                 rng=np.random.default_rng(cfg.seed).bit_generator.state)
     for k, ((seed, actions), truth) in enumerate(tqdm(list(zip(eps, truths)), desc="return legs", leave=False)):
         for name, lora in zip(names, [None, loras[k], loras[(k + 1) % len(loras)]]):
             # free: the whole return leg from the true turning point (context = the true chunk n), on its own frames;

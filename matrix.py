@@ -64,17 +64,20 @@ def context_ids(arm, first, K, positions, rng):
 def start_state(first_frame, seed, device):
     """Before chunk 0: the start frame, fresh noise generators, a fresh TEMP-LoRA (None)."""
     return dict(x=sfvgen.to_model(first_frame[None, None], device), gen=torch.Generator().manual_seed(seed).get_state(),
-                rng=np.random.default_rng(seed).bit_generator.state, lora=None, opt=None)
+                fast_gen=sfvgen.fast_generator(seed).get_state(), rng=np.random.default_rng(seed).bit_generator.state,
+                lora=None, opt=None)
 
 
 def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
     """Generates one chunk per action after state["x"] with `arm`'s memory. positions: (N, 2) camera corners of the
     whole episode; truth: (N, H, W, 3) uint8 for the ground-truth arm. model carries LoRA layers for TEMP-LoRA.
     Returns (the new state, seconds per chunk). state: x (1, n, 3, H, W) the frames so far, in model space;
-    gen, rng: the noise generators' states; lora, opt: the fast weights and their Adam state (None: fresh)."""
+    gen, fast_gen, rng: the noise generators' states (sampler, fast learning, retrieval); lora, opt: the fast
+    weights and their Adam state (None: fresh)."""
     K, dev = cfg.chunk, state["x"].device
-    x, gen, rng = state["x"], torch.Generator(), np.random.default_rng()
-    gen.set_state(state["gen"])
+    x, gen, fast_gen, rng = state["x"], torch.Generator(), torch.Generator(), np.random.default_rng()
+    gen.set_state(state["gen"])  # the sampler's noise
+    fast_gen.set_state(state["fast_gen"])  # fast learning's own draws (sfvgen.generate_long)
     rng.bit_generator.state = state["rng"]
     fast = arm == TEMP_LORA
     if fast:
@@ -106,10 +109,10 @@ def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
         x = torch.cat([x, y], dim=1)
         if fast:  # Algorithm 1a: store the chunk in the fast weights before the next one
             history = [x[:, :1]] + list(x[:, 1:].split(K, dim=1))
-            sfvgen.fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, gen)
+            sfvgen.fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, fast_gen)
             model.eval()
         secs.append(time.time() - t0)
-    out = dict(x=x, gen=gen.get_state(), rng=rng.bit_generator.state,
+    out = dict(x=x, gen=gen.get_state(), fast_gen=fast_gen.get_state(), rng=rng.bit_generator.state,
                lora=sfvgen.lora_state(model) if fast else None, opt=opt.state_dict() if fast else None)
     return out, secs
 

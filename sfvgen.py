@@ -102,6 +102,10 @@ class Config:
                               dynamics=self.dynamics)
 
 
+# the fields a checkpoint's weights were trained with: generation may not change them
+WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "heads", "text_dim", "cond_last_frame",
+                 "size", "chunk", "timesteps", "prediction")
+
 PRESETS = {
     "tiny": {},  # 2-core CPU, 32x32, the demo
     "small": dict(size=64, canvas=512, speed=8, channels=48, mults=(1, 2, 2, 3), attn_levels=(2, 3),
@@ -138,10 +142,16 @@ def _parse_value(kind, default):
     return parse
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default, except for Config fields (default None: "not given"), whose help says it."""
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def config_parser(description, extra=None, skip=()):
     """An argparse parser with one --flag per Config field (defaults shown) except those in `skip`;
     `extra(p)` adds the script's own flags."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     helps = _field_help()
     for f in fields(Config):
         if f.name in skip:
@@ -172,6 +182,8 @@ def validate(cfg):
         (cfg.fast_rule in ("local", "original", "global"), f"--fast-rule {cfg.fast_rule!r}: use local, original or global"),
         (not (cfg.fast_reverse and cfg.fast_rule == "original"),
          "--fast-reverse needs the local or global rule (the original rule's action has no general reverse)"),
+        (not cfg.loop or (cfg.fast_rule == "local" and not cfg.fast_reverse),
+         "--loop on: the inner loop of Algorithm 1b learns with the paper's local rule; use --fast-rule local, --fast-reverse off"),
         (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:"),
          f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
     ]
@@ -295,7 +307,7 @@ class AttnBlock(nn.Module):
         self.spatial = Attention(dim, cfg.heads) if spatial else None
         self.cross = Attention(dim, cfg.heads, context_dim=cfg.text_dim)
         self.temporal = Attention(dim, cfg.heads) if temporal else None
-        self.frame_pos = nn.Embedding(4 * cfg.chunk + 1, dim)  # temporal position, by offset to the last context frame
+        self.frame_pos = nn.Embedding(4 * cfg.chunk + 1, dim)  # temporal position: offset -2K..+2K to the last context frame
 
     def forward(self, x, text, pos_ids):
         # x: (B, T, C, H, W); text: (B, L, D); pos_ids: (T,) frame offset to the last context frame, shifted >= 0
@@ -341,7 +353,7 @@ class VideoUNet(nn.Module):
         ch = [cfg.channels * m for m in cfg.mults]
         E = 4 * cfg.channels
         self.time_mlp = nn.Sequential(nn.Linear(cfg.channels, E), nn.SiLU(), nn.Linear(E, E))
-        self.offset_emb = nn.Embedding(4 * cfg.chunk + 1, E)  # frame offset to the last context frame (our choice)
+        self.offset_emb = nn.Embedding(4 * cfg.chunk + 1, E)  # frame offset -2K..+2K to the last context frame (our choice)
         self.text = TextEncoder(cfg.text_dim, cfg.heads)
         self.inp = nn.Conv2d(6 if cfg.cond_last_frame else 3, ch[0], 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
@@ -364,6 +376,8 @@ class VideoUNet(nn.Module):
     def forward(self, x, t, tokens, n_ctx, n_mem=0):
         B, T = x.shape[:2]
         K = self.cfg.chunk
+        if T - n_ctx > 2 * K:  # the offset tables hold offsets -2K .. +2K: 4K + 1 entries
+            raise ValueError(f"at most 2K = {2 * K} target frames per clip, got {T - n_ctx}")
         # frame offset to the last context frame (0; targets 1..f_g; context <= 0), shifted to an index >= 0.
         # Context frames 2K or more frames back, and the n_mem retrieved frames at the front of the context
         # (out of time order), all take index 0: "from memory" (our choice; see the memory matrix, README)
@@ -394,8 +408,8 @@ class VideoUNet(nn.Module):
 class Diffusion:
     """Gaussian diffusion over the target frames of a clip, conditioned on clean context frames.
 
-    Cosine schedule (Nichol & Dhariwal 2021): abar_t = cos^2(((t/T + s)/(1 + s)) pi/2) / abar_0, s = 0.008,
-    for t = 0..T; t = 0 means clean (that is how context frames are marked).
+    Cosine schedule (Nichol & Dhariwal 2021): abar_t = f(t) / f(0), f(t) = cos^2(((t/T + s)/(1 + s)) pi/2),
+    s = 0.008, for t = 0..T; t = 0 means clean (that is how context frames are marked).
     """
 
     def __init__(self, cfg, device="cpu"):
@@ -510,13 +524,16 @@ class LoRA(nn.Module):
     B (out x r) starts at zero, so the adapted layer equals the base layer exactly at init.
     Merging is explicit: merge() folds (alpha / r) B A into W, unmerge() takes it out again."""
 
-    def __init__(self, base, rank, alpha):
+    def __init__(self, base, rank, alpha, generator=None):
         super().__init__()
         self.base, self.rank, self.scale, self.merged = base, rank, alpha / rank, False
         w = base.weight  # Linear: (out, in); Conv: (out, in, *kernel)
-        self.lora_A = nn.Parameter(torch.empty(rank, *w.shape[1:], device=w.device))
+        # A ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the init of nn.Linear (Kaiming uniform, a = sqrt(5)), drawn on
+        # the CPU from `generator` so the draw is the same on every device and no global RNG is touched
+        bound = 1 / math.sqrt(w[0].numel())  # fan_in = in * kernel size
+        A = torch.empty(rank, *w.shape[1:]).uniform_(-bound, bound, generator=generator)
+        self.lora_A = nn.Parameter(A.to(w.device))
         self.lora_B = nn.Parameter(torch.zeros(w.shape[0], rank, device=w.device))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.register_buffer("A_init", self.lora_A.detach().clone(), persistent=False)
 
     def delta_weight(self):
@@ -581,9 +598,9 @@ def add_lora(model, targets="temporal", rank=8, alpha=8.0, seed=0):
     "temporal LoRA"; attn: every attention projection; all: every linear and conv). Returns the LoRAs."""
     if targets not in LORA_TARGETS:
         raise ValueError(f"unknown LoRA targets {targets!r}; use one of {list(LORA_TARGETS)}")
-    torch.manual_seed(seed)  # A's random init is part of the method: fix it
+    g = torch.Generator().manual_seed(seed)  # A's random init is part of the method: fixed by `seed`
     for parent, attr in _lora_sites(model, targets):
-        setattr(parent, attr, LoRA(getattr(parent, attr), rank, alpha))
+        setattr(parent, attr, LoRA(getattr(parent, attr), rank, alpha, generator=g))
     return lora_modules(model)
 
 
@@ -655,6 +672,9 @@ def fast_window(history, cfg, rng):
     window = torch.cat([prev, cur], dim=1)  # (1, T, 3, H, W)
     if cfg.fast_reverse:  # ours: the same frames played backwards, as a camera retracing its path sees them
         window = torch.cat([window, window.flip(1)])  # (2, T, 3, H, W)
+    # local / global: no clean context (f_p = 0), so Diffusion.loss noises all frames with one t and scores them all:
+    #   L_fast = E_{t, eps} || target - net_{Phi+Theta}(sqrt(abar_t) z' + sqrt(1 - abar_t) eps, t, null) ||^2,
+    #   z' = [X_{i-1} ; X_i]  (target: x0 here, eps in the paper; the caller passes the null action)
     return window[:, :0], window, False
 
 
@@ -692,6 +712,11 @@ def fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, generator
     return fast_update(model, diffusion, opt, ctx, x0, tokens, cfg.fast_steps, generator)
 
 
+def fast_generator(seed):
+    """The generator of fast learning's noise draws in an episode sampled with `seed` (our choice: its own)."""
+    return torch.Generator().manual_seed(seed + 1)
+
+
 def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0, memory=None, progress=None,
                   frozen_lora=None):
     """Chunk-by-chunk generation (context = the previous chunk), with TEMP-LoRA fast learning after every
@@ -702,7 +727,10 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
     fast_losses, memory)."""
     fast = cfg.fast if fast is None else fast
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # the sampler's noise
+    # fast learning draws its t and eps from its own generator (our choice), so a video with fast learning
+    # is sampled from the same noise as one without: rows with and without memory compare paired
+    fast_gen = fast_generator(seed)
     rng = np.random.default_rng(seed)
     model.eval()
     if fast and not lora_modules(model):
@@ -720,23 +748,26 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
             load_lora_state(model, memory["lora"])
             opt.load_state_dict(memory["opt"])
         gen.set_state(memory["gen"])
+        fast_gen.set_state(memory["fast_gen"])
         rng.bit_generator.state = memory["rng"]
     losses = []
     for a in (progress or (lambda x: x))(actions):
         tokens = action_tokens([a], dev)
         merge_lora(model)  # sample with W + (alpha / r) B A folded in: no LoRA cost per denoising step
-        y = diffusion.sample(model, history[-1], tokens, cfg.chunk, generator=gen)  # (1, K, 3, H, W)
-        unmerge_lora(model)
+        try:
+            y = diffusion.sample(model, history[-1], tokens, cfg.chunk, generator=gen)  # (1, K, 3, H, W)
+        finally:
+            unmerge_lora(model)  # exact: the slow W comes back bit for bit
         history.append(y)
         out.append(y)
         if fast:  # store this chunk in the fast weights before generating the next one
-            losses.append(fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, gen))
+            losses.append(fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, fast_gen))
             if not math.isfinite(losses[-1]):
                 print(f"warning: fast-learning update after chunk {chunk0 + len(losses) - 1} diverged and was rolled back")
             model.eval()
     history = history[-2:] if cfg.fast_rule != "global" else history
     memory = dict(history=[h.cpu() for h in history], chunk=chunk0 + len(actions), gen=gen.get_state(),
-                  rng=rng.bit_generator.state, lora=lora_state(model) if fast else {},
+                  fast_gen=fast_gen.get_state(), rng=rng.bit_generator.state, lora=lora_state(model) if fast else {},
                   opt=opt.state_dict() if fast else {})
     return dict(frames=to_frames(torch.cat(out, dim=1))[0], fast_losses=losses, memory=memory)
 
@@ -823,7 +854,7 @@ class InverseDynamics(nn.Module):
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),      # H/2
             nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),  # H/4
             nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),  # H/8
-            nn.Flatten(), nn.Linear(2 * width * (size // 8) ** 2, len(self.MOVES)))
+            nn.Flatten(), nn.Linear(2 * width * math.ceil(size / 8) ** 2, len(self.MOVES)))  # a stride-2 conv gives ceil(H/2)
 
     def forward(self, pair):
         a, b = pair[:, 0], pair[:, 1]                      # (B, 3, H, W) each

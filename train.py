@@ -139,7 +139,12 @@ def main(cfg, quiet=False):
     if master:
         check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; keep room for a few
     if cfg.init and not cfg.resume:
-        model.load_state_dict(sfvgen.load_model(cfg.init)[0].state_dict())
+        init_model, init_cfg, _ = sfvgen.load_model(cfg.init)
+        differ = [f"--{f.replace('_', '-')} {getattr(init_cfg, f)}" for f in sfvgen.WEIGHT_FIELDS
+                  if getattr(init_cfg, f) != getattr(cfg, f)]
+        if differ:
+            raise ValueError(f"{cfg.init}: --init weights were trained with {', '.join(differ)}; give the same")
+        model.load_state_dict(init_model.state_dict())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     fused = device.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -216,7 +221,8 @@ def main(cfg, quiet=False):
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_at(cfg, step):.1e}")
             if step % cfg.log_every == 0 and master and not quiet:
-                bar.write(json.dumps(dict(step=step, loss=round(sum(losses[-cfg.log_every:]) / cfg.log_every, 5),
+                recent = losses[-cfg.log_every:]  # fewer right after a resume
+                bar.write(json.dumps(dict(step=step, loss=round(sum(recent) / len(recent), 5),
                                           minutes=round((time.time() - t_start) / 60, 2))))
             if step % cfg.eval_every == 0 and not quiet:
                 if master:  # on the EMA weights, which are the same on every rank
@@ -275,9 +281,12 @@ if __name__ == "__main__":
     args = parser.parse_args()
     try:
         cfg = sfvgen.config_from_args(args)
-        if cfg.resume and args.preset is None:  # resume keeps the stored config unless flags say otherwise
+        if cfg.resume:  # resume keeps the stored config; only the flags given change it
             stored = sfvgen.load_checkpoint(os.path.join(cfg.out, "ckpt.pt"))["config"]
             cfg = sfvgen.config_from_args(args, base=sfvgen.Config(**stored))
     except ValueError as e:
         parser.error(str(e))
-    main(cfg)
+    try:
+        main(cfg)
+    except ValueError as e:  # a bad checkpoint or --init file: one line that names it
+        sys.exit(f"error: {e}")

@@ -29,6 +29,16 @@ def test_lora_at_init_equals_the_base_model_exactly(targets):
         assert torch.equal(model(*inputs), base)
 
 
+def test_adding_a_lora_draws_from_its_own_seed_and_leaves_the_global_rng_alone():
+    model, _, _ = model_and_inputs()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = [m.lora_A.clone() for m in sfvgen.add_lora(model, "all", seed=7)]
+    assert torch.equal(torch.get_rng_state(), before)  # a resumed run's noise stream goes on undisturbed
+    again, _, _ = model_and_inputs()
+    assert all(torch.equal(x, m.lora_A) for x, m in zip(a, sfvgen.add_lora(again, "all", seed=7)))
+
+
 def test_target_sets_cover_what_they_say():
     counts = {}
     for targets in sfvgen.LORA_TARGETS:
@@ -130,6 +140,20 @@ def test_saved_memory_continues_exactly_like_an_uninterrupted_generation():
     off = sfvgen.generate_long(model, diff, cfg, first, actions, fast=False, seed=5)
     assert np.array_equal(off["frames"][:1 + cfg.chunk], whole["frames"][:1 + cfg.chunk])  # chunk 0 precedes any memory
     assert not np.array_equal(off["frames"], whole["frames"])  # later chunks are generated with the memory
+
+
+def test_fast_learning_leaves_the_sampler_noise_alone_so_rows_compare_paired():
+    """Fast learning draws its t and eps from its own generator: with a learning rate of 0 the fast weights stay
+    zero, and the video must then be the no-memory video bit for bit (the memory is the only difference)."""
+    model, cfg, _ = model_and_inputs()
+    sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
+    diff = sfvgen.Diffusion(cfg)
+    first = data.render_episode(0, [], cfg.world())[0][0]
+    actions = ["go right", "go right", "go left"]
+    still = sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_lr": 0.0})
+    on = sfvgen.generate_long(model, diff, still, first, actions, fast=True, seed=3)
+    off = sfvgen.generate_long(model, diff, still, first, actions, fast=False, seed=3)
+    assert len(on["fast_losses"]) == len(actions) and np.array_equal(on["frames"], off["frames"])
 
 
 def test_a_diverging_fast_update_is_rolled_back_and_generation_goes_on(monkeypatch, capsys):

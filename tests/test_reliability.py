@@ -74,6 +74,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     (["--size", "30"], "cannot be halved"),
     (["--batch", "0"], "must be positive"),
     (["--lora-targets", "everything"], "lora-targets"),
+    (["--loop", "on", "--fast-rule", "global"], "local rule"),
 ])
 def test_bad_training_flags_are_refused_before_any_work(tmp_path, args, msg):
     out = tmp_path / "never"
@@ -86,6 +87,8 @@ def test_bad_training_flags_are_refused_before_any_work(tmp_path, args, msg):
     (["--actions", "go right*x"], "repeat count"),
     (["--actions", "go sideways"], "vocabulary"),
     (["--ckpt", "no/such/file.pt"], "no such checkpoint"),
+    (["--timesteps", "500"], "--timesteps is 1000 in this checkpoint"),
+    (["--chunk", "8"], "fixed by its weights"),
 ])
 def test_bad_generation_input_is_refused_with_a_message(tmp_path, args, msg):
     base = ["--ckpt", "checkpoints/tiny.pt", "--out", str(tmp_path / "o")]
@@ -118,3 +121,9 @@ def test_bad_memory_files_are_refused_naming_the_file(tmp_path):
         generate.main(base + ["--out", str(tmp_path / "c"), "--memory-in", mem, "--lora-rank", "2"])
     generate.main(base + ["--out", str(tmp_path / "d"), "--memory-in", mem])  # the good one continues
     assert os.path.exists(tmp_path / "d" / "frames.npy")
+
+
+def test_init_weights_from_another_architecture_are_refused_naming_the_file(tmp_path):
+    train.main(micro_cfg(out=str(tmp_path / "a"), max_steps=1), quiet=True)
+    with pytest.raises(ValueError, match=r"ckpt\.pt: --init weights were trained with --channels 8"):
+        train.main(micro_cfg(out=str(tmp_path / "b"), channels=16, init=str(tmp_path / "a" / "ckpt.pt")), quiet=True)
