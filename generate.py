@@ -85,10 +85,7 @@ def build(args):
     device = sfvgen.pick_device(args.device or "auto")
     model, stored, _ = sfvgen.load_model(args.ckpt, device)
     cfg = sfvgen.config_from_args(args, base=stored)
-    fixed = [f for f in sfvgen.WEIGHT_FIELDS if getattr(cfg, f) != getattr(stored, f)]
-    if fixed:  # the weights were trained with these: a flag cannot change them
-        raise ValueError(f"{args.ckpt}: " + ", ".join(f"--{f.replace('_', '-')} is {getattr(stored, f)} in this checkpoint"
-                                                      for f in fixed) + " (fixed by its weights; leave the flag out)")
+    sfvgen.check_weight_fields(args.ckpt, stored, cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return model, cfg, sfvgen.Diffusion(cfg, device)

@@ -102,9 +102,16 @@ class Config:
                               dynamics=self.dynamics)
 
 
-# the fields a checkpoint's weights were trained with: generation may not change them
+# the fields a checkpoint's weights were trained with: generation and --init may not change them
 WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "heads", "text_dim", "cond_last_frame",
                  "size", "chunk", "timesteps", "prediction")
+
+
+def check_weight_fields(path, stored, cfg):
+    """Refuse a config that differs from the checkpoint `path` (config `stored`) in a field its weights fix."""
+    differ = [f"--{f.replace('_', '-')} {getattr(stored, f)}" for f in WEIGHT_FIELDS if getattr(cfg, f) != getattr(stored, f)]
+    if differ:
+        raise ValueError(f"{path}: its weights were trained with {', '.join(differ)}; leave those flags out or give the same")
 
 PRESETS = {
     "tiny": {},  # 2-core CPU, 32x32, the demo

@@ -140,10 +140,7 @@ def main(cfg, quiet=False):
         check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; keep room for a few
     if cfg.init and not cfg.resume:
         init_model, init_cfg, _ = sfvgen.load_model(cfg.init)
-        differ = [f"--{f.replace('_', '-')} {getattr(init_cfg, f)}" for f in sfvgen.WEIGHT_FIELDS
-                  if getattr(init_cfg, f) != getattr(cfg, f)]
-        if differ:
-            raise ValueError(f"{cfg.init}: --init weights were trained with {', '.join(differ)}; give the same")
+        sfvgen.check_weight_fields(cfg.init, init_cfg, cfg)
         model.load_state_dict(init_model.state_dict())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     fused = device.type == "cuda"

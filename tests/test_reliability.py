@@ -87,8 +87,8 @@ def test_bad_training_flags_are_refused_before_any_work(tmp_path, args, msg):
     (["--actions", "go right*x"], "repeat count"),
     (["--actions", "go sideways"], "vocabulary"),
     (["--ckpt", "no/such/file.pt"], "no such checkpoint"),
-    (["--timesteps", "500"], "--timesteps is 1000 in this checkpoint"),
-    (["--chunk", "8"], "fixed by its weights"),
+    (["--timesteps", "500"], "trained with --timesteps 1000"),
+    (["--chunk", "8"], "trained with --chunk 4"),
 ])
 def test_bad_generation_input_is_refused_with_a_message(tmp_path, args, msg):
     base = ["--ckpt", "checkpoints/tiny.pt", "--out", str(tmp_path / "o")]
@@ -125,5 +125,5 @@ def test_bad_memory_files_are_refused_naming_the_file(tmp_path):
 
 def test_init_weights_from_another_architecture_are_refused_naming_the_file(tmp_path):
     train.main(micro_cfg(out=str(tmp_path / "a"), max_steps=1), quiet=True)
-    with pytest.raises(ValueError, match=r"ckpt\.pt: --init weights were trained with --channels 8"):
+    with pytest.raises(ValueError, match=r"ckpt\.pt: its weights were trained with --channels 8"):
         train.main(micro_cfg(out=str(tmp_path / "b"), channels=16, init=str(tmp_path / "a" / "ckpt.pt")), quiet=True)
