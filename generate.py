@@ -46,7 +46,8 @@ def extra_flags(p):
     p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS,
                    help="episode kind for --eval, --memory-probe and --memory-matrix")
     p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg in --eval episodes")
-    p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls")
+    p.add_argument("--ablate", action="store_true", help="with --eval: add LoRA target sets, fast rules and controls "
+                   "(wrong memory; on revisit kinds the LoRA frozen at the turn, this world's and another world's)")
     p.add_argument("--arms", default=None,
                    help="with --eval: only these rows, comma-separated (the baseline row is always run); "
                         "with --plan or --memory-matrix: only these rows")
@@ -119,6 +120,15 @@ def run(model, diffusion, cfg, first, actions, fast, seed, memory=None, progress
                                progress=(lambda x: tqdm(x, desc="chunks", leave=False)) if progress else None)
     res["seconds_per_frame"] = (time.time() - t0) / (len(actions) * cfg.chunk)
     return res
+
+
+def outward_leg(model, diffusion, cfg, episodes, k, n_ret, cache):
+    """Episode k's outward leg generated with fast learning (its LoRA and state at the turn), computed once."""
+    if k not in cache:
+        seed, actions = episodes[k]
+        truth, _ = data.render_episode(seed, actions, cfg.world())
+        cache[k] = run(model, diffusion, cfg, truth[0], actions[:-n_ret], True, cfg.seed)
+    return cache[k]
 
 
 def peak_memory_mb(device):
@@ -203,6 +213,9 @@ def eval_arms(args, cfg):
         arms += [(f"rule={r}", dict(fast_rule=r), True, None) for r in ("original", "global") if r != cfg.fast_rule]
         arms += [(f"fast_steps={k}", dict(fast_steps=k), True, None) for k in (1, 2, 8) if k != cfg.fast_steps]
         arms += [("control: wrong memory", {}, True, "wrong")]
+        if args.trajectory in data.REVISIT_KINDS:  # memory with the anti-drift part held equal (see cmd_eval)
+            arms += [("frozen at the turn", {}, True, "turn"),
+                     ("control: another world's LoRA frozen at the turn", {}, True, "turn-wrong")]
     return keep_rows(arms, args.arms, always="no fast learning")
 
 
@@ -226,7 +239,7 @@ def cmd_eval(args, model, cfg, diffusion):
     episodes = [(s, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for s in seeds]
     # the "return leg": the second half of a kind that revisits the first (the walk back, or the second lap)
     n_ret = len(episodes[0][1]) // 2 if args.trajectory in data.REVISIT_KINDS else 0
-    rows, per_seed, first_videos = [], {}, {}
+    rows, per_seed, first_videos, outward_memory = [], {}, {}, {}
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
     for name, over, fast, control in eval_arms(args, cfg):
@@ -239,6 +252,18 @@ def cmd_eval(args, model, cfg, diffusion):
                 other = episodes[(k + 1) % len(episodes)]
                 wrong = run(m, diffusion, c, data.render_episode(other[0], other[1], c.world())[0][0], other[1], True, c.seed)
                 res = run(m, diffusion, c, truth[0], actions, False, c.seed, frozen_lora=wrong["memory"]["lora"])
+            elif control in ("turn", "turn-wrong"):
+                # the outward leg generated with fast learning, then the return with the LoRA frozen: this
+                # world's (learned on its own outward frames) or another world's (learned the same way on its
+                # outward leg). Both returns continue the same video from the same noise, with a LoRA of as
+                # many updates: their difference is the memory of the place, not steadier sampling.
+                own = outward_leg(m, diffusion, c, episodes, k, n_ret, outward_memory)
+                lora = own if control == "turn" else outward_leg(m, diffusion, c, episodes, (k + 1) % len(episodes),
+                                                                 n_ret, outward_memory)
+                back = run(m, diffusion, c, None, actions[-n_ret:], False, c.seed, memory=own["memory"],
+                           frozen_lora=lora["memory"]["lora"])
+                res = dict(frames=np.concatenate([own["frames"], back["frames"]]),
+                           seconds_per_frame=(own["seconds_per_frame"] + back["seconds_per_frame"]) / 2)
             else:
                 res = run(m, diffusion, c, truth[0], actions, fast, c.seed)
             scores.append(score(res["frames"], truth, positions, c, n_ret))
@@ -252,7 +277,9 @@ def cmd_eval(args, model, cfg, diffusion):
                    chunk_psnr=np.mean([s["chunk_psnr"] for s in scores], 0).round(2).tolist())
         gain = np.subtract([s["return_psnr"] for s in scores], [b["return_psnr"] for b in per_seed["no fast learning"]])
         row.update(return_gain=float(np.mean(gain)), seeds_improved=int(np.sum(gain > 0)),
-                   return_gain_ci=list(metrics.bootstrap_ci(gain)[1:]))  # paired by world, against the first row
+                   return_gain_ci=list(metrics.bootstrap_ci(gain)[1:]),  # paired by world, against the first row
+                   return_psnr_per_world=[s["return_psnr"] for s in scores],
+                   src_psnr_per_world=[s["src_psnr"] for s in scores])  # to pool runs of other seeds
         rows.append(row)
         write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))  # kept if stopped
     print_table(rows, args.eval)

@@ -131,3 +131,21 @@ def test_eval_rows_are_paired_against_no_memory_and_saved(tmp_path):
     assert np.isclose(saved[1]["return_gain"], saved[1]["return_psnr"] - saved[0]["return_psnr"])
     lo, hi = saved[1]["return_gain_ci"]
     assert lo <= saved[1]["return_gain"] <= hi
+
+
+def test_frozen_at_the_turn_arms_share_the_outward_leg_and_differ_only_by_whose_lora(tmp_path):
+    """The memory control with the anti-drift part held equal: both arms generate the same outward leg with
+    fast learning, then the return with a frozen LoRA, this world's or the next world's."""
+    import train
+    train.main(micro_cfg(max_steps=1, out=str(tmp_path / "m")), quiet=True)
+    arms = "frozen at the turn,control: another world's LoRA frozen at the turn"
+    flags = ["--ckpt", str(tmp_path / "m" / "ckpt.pt"), "--out-chunks", "2", "--ablate", "--fast-lr", "1e-2",
+             "--lora-targets", "all", "--device", "cpu", "--threads", "1"]
+    rows = generate.main(flags + ["--eval", "3", "--arms", "TEMP-LoRA," + arms, "--out", str(tmp_path / "e")])
+    fast, own, other = rows[1:]
+    assert fast["outward_psnr"] == own["outward_psnr"] == other["outward_psnr"]  # one outward leg for all three
+    assert own["return_psnr_per_world"] != other["return_psnr_per_world"]  # the returns differ by the LoRA
+    assert own["return_psnr_per_world"] != fast["return_psnr_per_world"]  # frozen: no learning on the return
+    # with one world, "another world" is the same world: the two arms must then be the same video
+    one = generate.main(flags + ["--eval", "1", "--arms", arms, "--out", str(tmp_path / "f")])
+    assert one[1]["return_psnr_per_world"] == one[2]["return_psnr_per_world"]

@@ -142,6 +142,25 @@ def test_saved_memory_continues_exactly_like_an_uninterrupted_generation():
     assert not np.array_equal(off["frames"], whole["frames"])  # later chunks are generated with the memory
 
 
+def test_a_lora_frozen_at_the_turn_continues_as_if_learning_had_stopped_there():
+    """The frozen-at-the-turn arms: continuing a video from its memory with the LoRA frozen must be the same
+    video as continuing it with fast learning on and zero update steps (same fast weights, same noise)."""
+    model, cfg, _ = model_and_inputs()
+    sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
+    diff = sfvgen.Diffusion(cfg)
+    first = data.render_episode(0, [], cfg.world())[0][0]
+    out = sfvgen.generate_long(model, diff, sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_lr": 1e-2}), first,
+                               ["go right", "go right"], fast=True, seed=4)
+    back = ["go left", "go left"]
+    frozen = sfvgen.generate_long(model, diff, cfg, None, back, fast=False, seed=4, memory=out["memory"],
+                                  frozen_lora=out["memory"]["lora"])
+    idle = sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_steps": 0})
+    still = sfvgen.generate_long(model, diff, idle, None, back, fast=True, seed=4, memory=out["memory"])
+    fresh = sfvgen.generate_long(model, diff, cfg, None, back, fast=False, seed=4, memory=out["memory"])
+    assert np.array_equal(frozen["frames"], still["frames"])
+    assert not np.array_equal(frozen["frames"], fresh["frames"])  # the frozen LoRA is really plugged in
+
+
 def test_fast_learning_leaves_the_sampler_noise_alone_so_rows_compare_paired():
     """Fast learning draws its t and eps from its own generator: with a learning rate of 0 the fast weights stay
     zero, and the video must then be the no-memory video bit for bit (the memory is the only difference)."""
