@@ -123,12 +123,14 @@ def run(model, diffusion, cfg, first, actions, fast, seed, memory=None, progress
 
 
 def outward_leg(model, diffusion, cfg, episodes, k, n_ret, cache):
-    """Episode k's outward leg generated with fast learning (its LoRA and state at the turn), computed once."""
-    if k not in cache:
+    """Episode k's outward leg generated with fast learning (Algorithm 1a), its LoRA and state at the turn;
+    computed once per episode and config (ours: the frozen-at-the-turn control, not in the paper)."""
+    key = (k, repr(cfg))
+    if key not in cache:
         seed, actions = episodes[k]
         truth, _ = data.render_episode(seed, actions, cfg.world())
-        cache[k] = run(model, diffusion, cfg, truth[0], actions[:-n_ret], True, cfg.seed)
-    return cache[k]
+        cache[key] = run(model, diffusion, cfg, truth[0], actions[:-n_ret], True, cfg.seed)
+    return cache[key]
 
 
 def peak_memory_mb(device):
