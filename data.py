@@ -190,23 +190,31 @@ def start_position(world_seed, spec=WorldSpec()):
     return tuple(int(v) for v in np.random.default_rng([world_seed, 17]).integers(0, spec.canvas, 2))
 
 
-def trajectory(actions, start, spec=WorldSpec()):
-    """Action texts (one per chunk) -> camera corners (N, 2) int64 for N = 1 + len(actions) * K frames.
-
-    'go back' retraces the previous path: it undoes the most recent chunk not yet undone (a stack),
-    so n moves followed by n 'go back' chunks walk the same path back to the start.
-    """
-    pos = np.array(start, dtype=np.int64)
-    out, stack = [pos.copy()], []
+def resolve_go_back(actions):
+    """Action texts (one per chunk) -> the move each chunk makes: 'go back' becomes the opposite of the most
+    recent chunk not yet undone (a stack; 'stay' when nothing is left), every other action is its own move."""
+    moves, stack = [], []
     for a in actions:
         a = check_action(a)
         if a == "go back":
-            step = MOVES[OPPOSITE[stack.pop()]] if stack else (0, 0)
+            moves.append(OPPOSITE[stack.pop()] if stack else "stay")
         else:
             stack.append(a)
-            step = MOVES[a]
+            moves.append(a)
+    return moves
+
+
+def trajectory(actions, start, spec=WorldSpec()):
+    """Action texts (one per chunk) -> camera corners (N, 2) int64 for N = 1 + len(actions) * K frames.
+
+    'go back' retraces the previous path (resolve_go_back), so n moves followed by n 'go back' chunks walk
+    the same path back to the start.
+    """
+    pos = np.array(start, dtype=np.int64)
+    out = [pos.copy()]
+    for a in resolve_go_back(actions):
         for _ in range(spec.chunk):
-            pos = pos + np.array(step) * spec.speed
+            pos = pos + np.array(MOVES[a]) * spec.speed
             out.append(pos.copy())
     return np.stack(out) % spec.canvas
 

@@ -560,6 +560,21 @@ def plan_scores(moves, truth_pos, n_out, spec):
     return dict(final=float(data.torus_distance(executed[-1], truth_pos[0], spec)), waypoints=float(np.mean(closest)))
 
 
+def return_reading(moves, actions, K):
+    """What each return chunk did, read chunk by chunk from the per-frame moves (N - 1 of them) of a video
+    whose first chunks are outward moves and the rest 'go back' (ours: a diagnostic, not in the paper).
+    A chunk's move is the move read most often in its K frames. Per return chunk (lists, 1 = yes):
+    retraced: the move the simulator's 'go back' makes there (data.resolve_go_back);
+    undid_previous: the opposite of the chunk before it, as read (on the first return chunk the two agree)."""
+    n_out = sum(a != "go back" for a in actions)
+    chunk_moves = [max(moves[c * K:(c + 1) * K], key=moves[c * K:(c + 1) * K].count) for c in range(len(actions))]
+    goal = data.resolve_go_back(actions)
+    ret = range(n_out, len(actions))
+    return dict(retraced=[int(chunk_moves[c] == goal[c]) for c in ret],
+                undid_previous=[int(chunk_moves[c] != "stay" and chunk_moves[c] == data.OPPOSITE[chunk_moves[c - 1]])
+                                for c in ret])
+
+
 def cmd_plan(args, model, cfg, diffusion):
     """Long-horizon planning (the paper's section 4.3, UniPi-style): the video model is given the outward
     actions, then 'go back' for every return chunk; the inverse-dynamics model turns the generated frames
@@ -585,14 +600,17 @@ def cmd_plan(args, model, cfg, diffusion):
             frames = run(m, diffusion, cfg, truth[0], actions, fast, cfg.seed)["frames"]
             moves = idm.infer(frames)
             s = plan_scores(moves, pos, 1 + n * K, spec)
+            s.update(return_reading(moves, actions, K))
             s["return_psnr"] = metrics.psnr(frames[1 + n * K:], truth[1 + n * K:])
             scores.append(s)
-        rows.append(dict(method=name, **{k: float(np.mean([s[k] for s in scores])) for k in scores[0]},
+        rows.append(dict(method=name, **{k: np.mean([s[k] for s in scores], axis=0).tolist() for k in scores[0]},
                          per_world=scores))
     print(f"inverse dynamics: {100 * idm_acc:.1f}% of moves right on 2000 ground-truth pairs of held-out worlds")
-    print(f"{'method':<34} | {'final distance to start (px)':>28} | {'closest to waypoints (px)':>25} | {'return PSNR':>11}")
+    print(f"{'method':<34} | {'final distance to start (px)':>28} | {'closest to waypoints (px)':>25} | {'return PSNR':>11} | "
+          f"return chunks retraced / undoing the chunk before (1 = the turn)")
     for r in rows:
-        print(f"{r['method']:<34} | {r['final']:>28.1f} | {r['waypoints']:>25.1f} | {r['return_psnr']:>11.2f}")
+        per_chunk = " ".join(f"{100 * a:.0f}/{100 * b:.0f}%" for a, b in zip(r["retraced"], r["undid_previous"]))
+        print(f"{r['method']:<34} | {r['final']:>28.1f} | {r['waypoints']:>25.1f} | {r['return_psnr']:>11.2f} | {per_chunk}")
     print(f"({args.plan} held-out worlds, {n} outward chunks of {K} frames at {spec.speed} px per frame: "
           f"the turning point is {n * K * spec.speed} px of walking from the start)")
     os.makedirs(args.out_dir, exist_ok=True)

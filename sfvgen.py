@@ -95,6 +95,7 @@ class Config:
     loop: bool = False                 # train the slow weights with each episode's TEMP-LoRA plugged in
     loop_episodes: int = 4             # episodes per outer iteration (one slow optimizer step)
     loop_out_chunks: int = 4           # chunks of each episode's outward leg (the episode has twice as many)
+    loop_kinds: str = "out-and-back,go-back"  # the episodes' trajectory kinds, taken in turn (data.KINDS)
 
     def world(self):
         """The data.py WorldSpec these fields describe."""
@@ -185,6 +186,8 @@ def validate(cfg):
     """Refuse a config that cannot work, before any work starts, saying what is accepted."""
     checks = [
         (cfg.prediction in ("v", "eps", "x0"), f"--prediction {cfg.prediction!r}: use v, eps or x0"),
+        (all(k in data.KINDS for k in cfg.loop_kinds.split(",")),
+         f"--loop-kinds {cfg.loop_kinds!r}: comma-separated kinds from {list(data.KINDS)}"),
         (cfg.lora_targets in LORA_TARGETS, f"--lora-targets {cfg.lora_targets!r}: use one of {list(LORA_TARGETS)}"),
         (cfg.fast_rule in ("local", "original", "global"), f"--fast-rule {cfg.fast_rule!r}: use local, original or global"),
         (not (cfg.fast_reverse and cfg.fast_rule == "original"),
@@ -782,11 +785,11 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
 # ============================================================================= the slow-fast learning loop (Algorithm 1b)
 def sample_loop_episodes(cfg, rng, seeds):
     """The episodes of one outer iteration: ground-truth frames (1 + I K, H, W, 3) uint8 and their I actions,
-    half out-and-back and half "go back" (our choice: the kinds where memory pays, so the slow weights learn
-    to retrace a path they can only know from the fast weights)."""
-    episodes = []
+    of cfg.loop_kinds in turn; by default half out-and-back and half "go back" (our choice: the kinds where
+    memory pays, so the slow weights learn to retrace a path they can only know from the fast weights)."""
+    episodes, kinds = [], cfg.loop_kinds.split(",")
     for e in range(cfg.loop_episodes):
-        kind = ("out-and-back", "go-back")[e % 2]
+        kind = kinds[e % len(kinds)]
         actions = data.make_actions(kind, rng, n=cfg.loop_out_chunks)
         frames, _ = data.render_episode(int(seeds[rng.integers(len(seeds))]), actions, cfg.world())
         episodes.append((frames, actions))

@@ -22,6 +22,15 @@ def same(a, b):
     return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_loop_episodes_take_the_configured_kinds_in_turn():
+    spec = micro_cfg().world()
+    for kinds, backs in (("go-back", [2, 2, 2]), ("out-and-back,go-back", [0, 2, 0])):
+        cfg = micro_cfg(loop_kinds=kinds, loop_episodes=3, loop_out_chunks=2)
+        episodes = sfvgen.sample_loop_episodes(cfg, np.random.default_rng(0), range(0, 50))
+        assert [actions.count("go back") for _, actions in episodes] == backs
+        assert all(frames.shape[0] == 1 + len(actions) * spec.chunk for frames, actions in episodes)
+
+
 def test_inner_loop_changes_only_the_lora_and_stores_one_triple_per_chunk():
     cfg, model, diffusion, episodes = setup()
     slow_before = {k: v.clone() for k, v in sfvgen.slow_state_dict(model).items()}
@@ -104,6 +113,17 @@ def test_planning_executor_moves_the_simulator_as_the_moves_say():
     assert short["final"] == spec.speed
     wrong = generate.plan_scores(per_frame[:4] + ["go right"] * 4, pos, 1 + 2 * spec.chunk, spec)  # walks on, never back
     assert np.isclose(wrong["final"], np.hypot(6 * spec.speed, 2 * spec.speed))
+
+
+def test_return_reading_tells_retracing_from_undoing_the_chunk_before():
+    K, actions = 2, ["go right", "go down", "go back", "go back"]
+    out = ["go right"] * K + ["go down"] * K
+    retrace = generate.return_reading(out + ["go up"] * K + ["go left"] * K, actions, K)
+    assert retrace == dict(retraced=[1, 1], undid_previous=[1, 0])  # the turn undoes the last outward chunk
+    oscillate = generate.return_reading(out + ["go up"] * K + ["go down"] * K, actions, K)  # back, then forth
+    assert oscillate == dict(retraced=[1, 0], undid_previous=[1, 1])
+    stand = generate.return_reading(out + ["stay", "go up"] + ["stay"] * K, actions, K)  # a tie goes to the first read
+    assert stand == dict(retraced=[0, 0], undid_previous=[0, 0])
 
 
 def test_inverse_dynamics_reads_ground_truth_moves():
