@@ -565,9 +565,11 @@ def return_reading(moves, actions, K):
     whose first chunks are outward moves and the rest 'go back' (ours: a diagnostic, not in the paper).
     A chunk's move is the move read most often in its K frames. Per return chunk (lists, 1 = yes):
     retraced: the move the simulator's 'go back' makes there (data.resolve_go_back);
-    undid_previous: the opposite of the chunk before it, as read (on the first return chunk the two agree)."""
+    undid_previous: the opposite of the chunk before it, as read (on the turn the two agree where the last
+    outward chunk was read as commanded)."""
     n_out = sum(a != "go back" for a in actions)
-    chunk_moves = [max(moves[c * K:(c + 1) * K], key=moves[c * K:(c + 1) * K].count) for c in range(len(actions))]
+    chunks = [moves[c * K:(c + 1) * K] for c in range(len(actions))]
+    chunk_moves = [max(m, key=m.count) for m in chunks]  # ties: the first move read
     goal = data.resolve_go_back(actions)
     ret = range(n_out, len(actions))
     return dict(retraced=[int(chunk_moves[c] == goal[c]) for c in ret],
