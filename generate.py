@@ -6,7 +6,7 @@
     python generate.py --ckpt CKPT --eval 20 --trajectory out-and-back [--ablate]
         held-out test episodes, fast learning off and on (and the ablations): a table, also as JSON
     python generate.py --ckpt CKPT --plan 20 --loop-ckpt LOOP_CKPT
-        planning: outward actions, then 'go back'; inverse dynamics turns the frames into moves (Table 2)
+        planning (plan.py): outward actions, then 'go back'; inverse dynamics turns the frames into moves (Table 2)
     python generate.py --ckpt CKPT --memory-matrix 20 [--trajectory triangle] [--memory-cost]
         the memory matrix (matrix.py): every way to remember on the same worlds, controls, curves, calibration
     python generate.py --ckpt CKPT --eval-slow 20
@@ -21,7 +21,6 @@ import os
 import resource
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ from tqdm import tqdm
 import data
 import matrix
 import metrics
+import plan
 import sfvgen
 import train
 
@@ -533,94 +533,23 @@ def cmd_memory_span(args, model, cfg, diffusion):
 
 
 # ----------------------------------------------------------------------------- planning (section 4.3)
-def load_idm(path, cfg, device):
-    """The inverse-dynamics model: from `path`, or trained on ground-truth pairs (about a minute on a CPU) and saved there."""
-    if os.path.exists(path):
-        ckpt = sfvgen.load_checkpoint(path, require=("size", "model"))
-        if ckpt["size"] != cfg.size:
-            raise ValueError(f"{path}: inverse dynamics for {ckpt['size']}x{ckpt['size']} frames; "
-                             f"the video model makes {cfg.size}x{cfg.size}")
-        idm = sfvgen.InverseDynamics(cfg.size).to(device)
-        idm.load_state_dict(ckpt["model"])
-        return idm.eval()
-    idm = sfvgen.train_inverse_dynamics(cfg, device, progress=lambda x: tqdm(x, desc="training inverse dynamics", leave=False))
-    sfvgen.save_checkpoint(path, dict(size=cfg.size, model=idm.state_dict()))
-    print(f"wrote {path}")
-    return idm
-
-
-def plan_scores(moves, truth_pos, n_out, spec):
-    """Execute per-frame moves from the true start; distances in pixels on the torus.
-    final: executed end to the start; waypoints: mean over the outward path's chunk ends (start included)
-    of the closest executed position on the return leg."""
-    executed = data.trajectory(moves, truth_pos[0], replace(spec, chunk=1))  # (N, 2): one move per frame
-    waypoints = truth_pos[:n_out:spec.chunk]                                      # (n + 1, 2)
-    ret = executed[n_out - 1:]                                                    # from the turning point on
-    closest = [data.torus_distance(ret, w, spec).min() for w in waypoints]
-    return dict(final=float(data.torus_distance(executed[-1], truth_pos[0], spec)), waypoints=float(np.mean(closest)))
-
-
-def return_reading(moves, actions, K):
-    """What each return chunk did, read chunk by chunk from the per-frame moves (N - 1 of them) of a video
-    whose first chunks are outward moves and the rest 'go back' (ours: a diagnostic, not in the paper).
-    A chunk's move is the move read most often in its K frames. Per return chunk (lists, 1 = yes):
-    retraced: the move the simulator's 'go back' makes there (data.resolve_go_back);
-    undid_previous: the opposite of the chunk before it, as read (on the turn the two agree where the last
-    outward chunk was read as commanded)."""
-    n_out = sum(a != "go back" for a in actions)
-    chunks = [moves[c * K:(c + 1) * K] for c in range(len(actions))]
-    chunk_moves = [max(m, key=m.count) for m in chunks]  # ties: the first move read
-    goal = data.resolve_go_back(actions)
-    ret = range(n_out, len(actions))
-    return dict(retraced=[int(chunk_moves[c] == goal[c]) for c in ret],
-                undid_previous=[int(chunk_moves[c] != "stay" and chunk_moves[c] == data.OPPOSITE[chunk_moves[c - 1]])
-                                for c in ret])
-
-
 def cmd_plan(args, model, cfg, diffusion):
-    """Long-horizon planning (the paper's section 4.3, UniPi-style): the video model is given the outward
-    actions, then 'go back' for every return chunk; the inverse-dynamics model turns the generated frames
-    into moves, which the simulator executes from the true start. The paper's Table 2 layout."""
+    """Long-horizon planning (plan.py): outward actions, then 'go back' for every return chunk; inverse
+    dynamics turns the generated frames into moves, which the simulator executes. The paper's Table 2 layout."""
     dev = next(model.parameters()).device
-    spec, K, n = cfg.world(), cfg.chunk, args.out_chunks
-    idm = load_idm(args.idm, cfg, dev)
-    pairs, labels = sfvgen.move_pairs(np.random.default_rng(cfg.seed), range(*cfg.test_seeds), 2000, spec)
-    with torch.no_grad():
-        idm_acc = float((idm(sfvgen.to_model(pairs, dev)).argmax(-1).cpu().numpy() == labels).mean())
-    rng = np.random.default_rng(cfg.seed)
-    tasks = [(cfg.test_seeds[0] + i, data.make_actions("go-back", rng, n=n)) for i in range(args.plan)]
-    arms = [("without TEMP-LoRA", model, False), ("TEMP-LoRA + slow-only weights", model, True)]
-    if args.loop_ckpt:
-        arms.append(("TEMP-LoRA + loop-trained weights", sfvgen.load_model(args.loop_ckpt, dev)[0], True))
-    arms = keep_rows(arms, args.arms)
-    rows = []
-    for name, weights, fast in arms:
-        m = with_lora(weights, cfg) if fast else weights
-        scores = []
-        for seed, actions in tqdm(tasks, desc=name, leave=False):
-            truth, pos = data.render_episode(seed, actions, spec)
-            frames = run(m, diffusion, cfg, truth[0], actions, fast, cfg.seed)["frames"]
-            moves = idm.infer(frames)
-            s = plan_scores(moves, pos, 1 + n * K, spec)
-            s.update(return_reading(moves, actions, K))
-            s["return_psnr"] = metrics.psnr(frames[1 + n * K:], truth[1 + n * K:])
-            scores.append(s)
-        rows.append(dict(method=name, **{k: np.mean([s[k] for s in scores], axis=0).tolist() for k in scores[0]},
-                         per_world=scores))
-    print(f"inverse dynamics: {100 * idm_acc:.1f}% of moves right on 2000 ground-truth pairs of held-out worlds")
-    print(f"{'method':<34} | {'final distance to start (px)':>28} | {'closest to waypoints (px)':>25} | {'return PSNR':>11} | "
-          f"return chunks retraced / undoing the chunk before (1 = the turn)")
-    for r in rows:
-        per_chunk = " ".join(f"{100 * a:.0f}/{100 * b:.0f}%" for a, b in zip(r["retraced"], r["undid_previous"]))
-        print(f"{r['method']:<34} | {r['final']:>28.1f} | {r['waypoints']:>25.1f} | {r['return_psnr']:>11.2f} | {per_chunk}")
-    print(f"({args.plan} held-out worlds, {n} outward chunks of {K} frames at {spec.speed} px per frame: "
-          f"the turning point is {n * K * spec.speed} px of walking from the start)")
+    idm = plan.load_idm(args.idm, cfg, dev)
+    acc = plan.idm_accuracy(idm, cfg)
+    arms = [a for a, *_ in keep_rows([(a,) for a in plan.ARMS], args.arms)]
+    if not args.arms and not args.loop_ckpt:
+        arms.remove(plan.LOOP)  # the two slow-only rows
+    loop_model = sfvgen.load_model(args.loop_ckpt, dev)[0] if args.loop_ckpt else None
+    rows, worlds = plan.run(model, diffusion, cfg, args.plan, args.out_chunks, idm, loop_model, arms)
+    plan.print_table(rows, acc, args.plan, args.out_chunks, cfg.world())
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "plan.json")
-    write_json(path, dict(checkpoint=args.ckpt, loop_checkpoint=args.loop_ckpt, idm_accuracy=idm_acc,
-                          worlds=[s for s, _ in tasks], rows=rows))
+    write_json(path, dict(checkpoint=args.ckpt, loop_checkpoint=args.loop_ckpt, idm_accuracy=acc, worlds=worlds, rows=rows))
     print(f"wrote {path}")
-    return dict(idm_accuracy=idm_acc, rows=rows)
+    return dict(idm_accuracy=acc, rows=rows)
 
 
 # ----------------------------------------------------------------------------- the memory matrix (matrix.py)
@@ -651,7 +580,7 @@ def memory_matrix_table(args, model, cfg, diffusion, arms):
     write_json(os.path.join(args.out_dir, "calibration.json"), calib)
     losses = matrix.context_losses(model, diffusion, cfg)
     print("masked loss on 30 held-out return chunks, by context: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-    idm = load_idm(args.idm, cfg, dev)
+    idm = plan.load_idm(args.idm, cfg, dev)
     return matrix.run(model, diffusion, cfg, args.memory_matrix, args.trajectory, args.out_chunks, args.out_dir,
                       idm=idm, arms=arms, controls=not args.no_controls, write_json=write_json, checkpoint=args.ckpt)
 

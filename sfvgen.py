@@ -21,7 +21,7 @@ import inspect
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -848,61 +848,6 @@ def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None):
     model carries LoRA layers (Theta) over its slow weights (Phi). Returns the mean slow loss."""
     Ds = fast_learn_episodes(model, diffusion, cfg, episodes, generator)   # inner loop: fast learning
     return slow_learn_triples(model, diffusion, cfg, Ds, generator)        # outer step: slow learning
-
-
-# ============================================================================= inverse dynamics (planning)
-class InverseDynamics(nn.Module):
-    """a_t = f(x_t, x_{t+1}): which move took frame t to frame t+1 (UniPi-style planning turns generated
-    frames into actions with it). A small CNN on the two frames and their difference.
-    (B, 2, 3, H, W) in [-1, 1] -> (B, len(MOVES)) logits."""
-    MOVES = tuple(data.MOVES)  # go left, go right, go up, go down, stay
-
-    def __init__(self, size, width=32):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(9, width, 3, padding=1), nn.GELU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),      # H/2
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),  # H/4
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),  # H/8
-            nn.Flatten(), nn.Linear(2 * width * math.ceil(size / 8) ** 2, len(self.MOVES)))  # a stride-2 conv gives ceil(H/2)
-
-    def forward(self, pair):
-        a, b = pair[:, 0], pair[:, 1]                      # (B, 3, H, W) each
-        return self.net(torch.cat([a, b, b - a], dim=1))   # the difference makes the motion easy to see
-
-    @torch.no_grad()
-    def infer(self, frames):
-        """uint8 frames (N, H, W, 3) -> the N - 1 moves between consecutive frames, as action texts."""
-        x = to_model(frames[None], next(self.parameters()).device)[0]       # (N, 3, H, W)
-        logits = self(torch.stack([x[:-1], x[1:]], dim=1))                 # (N - 1, 5)
-        return [self.MOVES[k] for k in logits.argmax(-1).tolist()]
-
-
-def move_pairs(rng, seeds, n, spec):
-    """n ground-truth frame pairs (n, 2, H, W, 3) uint8 with random starts and moves, and the move ids (n,)."""
-    one = replace(spec, chunk=1)  # one frame per action: a single move
-    pairs, labels = [], rng.integers(0, len(InverseDynamics.MOVES), size=n)
-    for k in labels:
-        seed = int(seeds[rng.integers(len(seeds))])
-        start = tuple(int(v) for v in rng.integers(0, spec.canvas, 2))
-        pairs.append(data.render_episode(seed, [InverseDynamics.MOVES[k]], one, start=start)[0])
-    return np.stack(pairs), labels
-
-
-def train_inverse_dynamics(cfg, device, steps=800, batch=64, seed=0, progress=None):
-    """Cross-entropy on ground-truth pairs of training worlds. Returns the model (eval mode)."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    idm = InverseDynamics(cfg.size).to(device)
-    opt = torch.optim.AdamW(idm.parameters(), lr=1e-3)
-    seeds = range(cfg.train_seeds[0], cfg.train_seeds[0] + 256)  # 256 worlds stay in the world cache
-    for _ in (progress or (lambda x: x))(range(steps)):
-        pairs, labels = move_pairs(rng, seeds, batch, cfg.world())
-        loss = F.cross_entropy(idm(to_model(pairs, device)), torch.as_tensor(labels, device=device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return idm.eval()
 
 
 # ============================================================================= checkpoints
