@@ -192,8 +192,8 @@ def validate(cfg):
         (cfg.fast_rule in ("local", "original", "global"), f"--fast-rule {cfg.fast_rule!r}: use local, original or global"),
         (not (cfg.fast_reverse and cfg.fast_rule == "original"),
          "--fast-reverse needs the local or global rule (the original rule's action has no general reverse)"),
-        (not cfg.loop or (cfg.fast_rule == "local" and not cfg.fast_reverse),
-         "--loop on: the inner loop of Algorithm 1b learns with the paper's local rule; use --fast-rule local, --fast-reverse off"),
+        (not cfg.loop or cfg.fast_rule == "local",
+         "--loop on: the inner loop of Algorithm 1b learns with the paper's local rule; use --fast-rule local"),
         (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:"),
          f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
     ]
@@ -817,10 +817,10 @@ def fast_learn_episodes(model, diffusion, cfg, episodes, generator=None):
         model.train()
         for i in range(len(X) - 1):
             Ds.append((X[i], X[i + 1], action_tokens([actions[i]], dev), lora_state(model)))
-            # the fast loss on X_i joined X_{i+1}: all frames noised with one t, loss on all, null action;
-            # ground-truth chunks here (our reading: the paper leaves open whether they are generated)
-            fast_update(model, diffusion, fast_opt, X[i][:, :0], torch.cat([X[i], X[i + 1]], dim=1), null,
-                        cfg.fast_steps, generator)
+            # the fast loss on X_i joined X_{i+1} (the local rule of fast_window): all frames noised with one t,
+            # loss on all, null action; ground-truth chunks here (our reading: the paper leaves open whether
+            # they are generated)
+            fast_learn_chunk(model, diffusion, fast_opt, X[:i + 2], null, cfg, None, generator)
     reset_lora(model)
     return Ds
 

@@ -2,6 +2,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 from conftest import micro_cfg
 
@@ -43,8 +44,10 @@ def test_inner_loop_changes_only_the_lora_and_stores_one_triple_per_chunk():
     assert not same(Ds[1][3], Ds[0][3])  # the fast weights did move between chunks
 
 
-def test_snapshot_i_equals_the_lora_after_i_fast_updates():
+@pytest.mark.parametrize("reverse", [False, True])
+def test_snapshot_i_equals_the_lora_after_i_fast_updates(reverse):
     cfg, model, diffusion, episodes = setup(episodes=1)
+    cfg = replace(cfg, fast_reverse=reverse)  # --fast-reverse: the window and the window played backwards
     Ds = sfvgen.fast_learn_episodes(model, diffusion, cfg, episodes, torch.Generator().manual_seed(0))
     # replay the episode by hand with the same generator: reset, then one update per chunk
     frames, actions = episodes[0]
@@ -56,8 +59,9 @@ def test_snapshot_i_equals_the_lora_after_i_fast_updates():
     for i in range(len(actions)):
         assert same(sfvgen.lora_state(model), Ds[i][3]), f"snapshot {i} is not the LoRA after {i} updates"
         assert torch.equal(Ds[i][0], X[i]) and torch.equal(Ds[i][1], X[i + 1])
-        sfvgen.fast_update(model, diffusion, opt, X[i][:, :0], torch.cat([X[i], X[i + 1]], 1), sfvgen.null_tokens(1, "cpu"),
-                           cfg.fast_steps, gen)
+        window = torch.cat([X[i], X[i + 1]], 1)
+        window = torch.cat([window, window.flip(1)]) if reverse else window
+        sfvgen.fast_update(model, diffusion, opt, window[:, :0], window, sfvgen.null_tokens(len(window), "cpu"), cfg.fast_steps, gen)
 
 
 def test_outer_step_changes_only_the_slow_weights_and_leaves_snapshots_untouched():
