@@ -316,9 +316,7 @@ def run(model, diffusion, cfg, n_worlds, trajectory, out_chunks, out_dir, idm=No
     rng = np.random.default_rng(cfg.seed)
     seeds = [cfg.test_seeds[0] + i for i in range(n_worlds)]
     episodes = [(s, data.make_actions(trajectory, rng, n=out_chunks)) for s in seeds]
-    lora = copy.deepcopy(model)
-    sfvgen.add_lora(lora, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
-    models = dict(base=model, lora=lora)
+    models = dict(base=model, lora=sfvgen.with_lora(model, cfg))
     arms = tuple(arms) + ((RESET,) if controls and TEMP_LORA in arms else ())
     paired = tuple(a for a in (TEMP_LORA, RETRIEVE, CEILING) if a in arms) if controls else ()
     per_world, path = [], os.path.join(out_dir, f"memory_matrix_{trajectory}.json")

@@ -13,7 +13,6 @@ outward path's waypoints; ours: the return leg read chunk by chunk (`return_read
     TEMP-LoRA + slow-only weights        the checkpoint's        on (Algorithm 1a)
     TEMP-LoRA + loop-trained weights     --loop-ckpt's           on (the weights of Algorithm 1b)
 """
-import copy
 import math
 import os
 from dataclasses import replace
@@ -113,7 +112,7 @@ def idm_accuracy(idm, cfg, n=2000):
 
 # ============================================================================= scoring a plan
 def plan_scores(moves, truth_pos, n_out, spec):
-    """Execute per-frame moves from the true start; distances in pixels on the torus.
+    """The paper's Table 2 metrics. Execute per-frame moves from the true start; distances in pixels on the torus.
     final: executed end to the start; waypoints: mean over the outward path's chunk ends (start included)
     of the closest executed position on the return leg."""
     executed = data.trajectory(moves, truth_pos[0], replace(spec, chunk=1))  # (N, 2): one move per frame
@@ -142,8 +141,8 @@ def return_reading(moves, actions, K):
 
 # ============================================================================= the task, arm by arm
 def plan_episode(model, diffusion, cfg, idm, seed, actions, fast):
-    """One task in world `seed`: generate the video of `actions` from the true start frame, read its moves,
-    execute them, score them."""
+    """One task of section 4.3 in world `seed`: generate the video of `actions` from the true start frame
+    (Algorithm 1a when `fast`), read its moves with inverse dynamics, execute them, score them."""
     spec, K = cfg.world(), cfg.chunk
     n_out = sum(a != "go back" for a in actions)
     truth, pos = data.render_episode(seed, actions, spec)                        # (N, H, W, 3), (N, 2)
@@ -166,10 +165,7 @@ def run(model, diffusion, cfg, n_worlds, out_chunks, idm, loop_model=None, arms=
         slow, fast = weights[name]
         if slow is None:
             raise ValueError(f"the row {name!r} needs --loop-ckpt")
-        m = slow
-        if fast:  # a fresh TEMP-LoRA over a copy of the slow weights
-            m = copy.deepcopy(slow)
-            sfvgen.add_lora(m, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
+        m = sfvgen.with_lora(slow, cfg) if fast else slow  # a fresh TEMP-LoRA over a copy of the slow weights
         scores = [plan_episode(m, diffusion, cfg, idm, seed, actions, fast) for seed, actions in tqdm(tasks, desc=name, leave=False)]
         rows.append(dict(method=name, **{k: np.mean([s[k] for s in scores], axis=0).tolist() for k in scores[0]},
                          per_world=scores))

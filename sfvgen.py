@@ -614,6 +614,13 @@ def add_lora(model, targets="temporal", rank=8, alpha=8.0, seed=0):
     return lora_modules(model)
 
 
+def with_lora(model, cfg):
+    """A copy of the slow model carrying a fresh TEMP-LoRA of cfg's targets, rank and alpha (the slow model is left as it is)."""
+    m = copy.deepcopy(model)
+    add_lora(m, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
+    return m
+
+
 def lora_modules(model):
     return [m for m in model.modules() if isinstance(m, LoRA)]
 

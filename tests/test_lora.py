@@ -7,6 +7,7 @@ import torch
 from conftest import micro_cfg
 
 import data
+import probe
 import sfvgen
 
 
@@ -254,12 +255,12 @@ def test_shifted_retrace_windows_are_exactly_the_return_legs_chunks_and_aligned_
     cfg = micro_cfg()
     n = 3
     actions = data.make_actions("out-and-back", np.random.default_rng(4), n=n)
-    X, _ = generate.ground_truth_chunks(7, actions, cfg, "cpu")  # [X_0, X_1 .. X_n (outward), X_n+1 .. X_2n (back)]
+    X, _ = probe.ground_truth_chunks(7, actions, cfg, "cpu")  # [X_0, X_1 .. X_n (outward), X_n+1 .. X_2n (back)]
     returns = [(X[n + k - 1], X[n + k], actions[n + k - 1]) for k in range(2, n + 1)]  # return chunks 2..n
     same = lambda a, b: all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a[:2], b[:2])) and a[2] == b[2]  # noqa: E731
-    shifted = generate.retrace_windows(X[:n + 1], actions[:n], shift=1)
+    shifted = probe.retrace_windows(X[:n + 1], actions[:n], shift=1)
     assert len(shifted) == n - 1 and all(any(same(w, r) for w in shifted) for r in returns)
-    aligned = generate.retrace_windows(X[:n + 1], actions[:n], shift=0)
+    aligned = probe.retrace_windows(X[:n + 1], actions[:n], shift=0)
     assert len(aligned) == n and not any(same(w, r) for w in aligned for r in returns)
     # one move off: each aligned window's target is the next return chunk's frames moved one frame on
     assert torch.equal(aligned[1][1][:, :cfg.chunk - 1], X[2 * n - 1][:, 1:])
@@ -282,14 +283,13 @@ def test_teacher_forced_probe_generates_each_return_chunk_from_the_true_chunk_be
 
 
 def test_the_retrace_update_trains_only_the_lora():
-    import generate
     model, cfg, _ = model_and_inputs()
     sfvgen.add_lora(model, "all", rank=4, alpha=4)
     actions = data.make_actions("out-and-back", np.random.default_rng(1), n=3)[:3]
-    X, _ = generate.ground_truth_chunks(3, actions, cfg, "cpu")
+    X, _ = probe.ground_truth_chunks(3, actions, cfg, "cpu")
     base = {k: v.clone() for k, v in model.state_dict().items() if ".lora_" not in k}
     fresh = sfvgen.lora_state(model)
     opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=1e-2)
-    generate.retrace_update(model, sfvgen.Diffusion(cfg, "cpu"), opt, X, actions, True, 3, np.random.default_rng(0), None)
+    probe.retrace_update(model, sfvgen.Diffusion(cfg, "cpu"), opt, X, actions, True, 3, np.random.default_rng(0), None)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.items())  # the slow weights stay frozen
     assert any(not torch.equal(v, sfvgen.lora_state(model)[k]) for k, v in fresh.items())  # the fast weights moved
