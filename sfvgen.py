@@ -90,6 +90,7 @@ class Config:
     out: str = "runs/tiny"             # output folder of training
     resume: bool = False               # continue from out/ckpt.pt
     init: str = ""                     # start the weights from this checkpoint's EMA (fine-tuning, the loop)
+    train_kinds: str = "random"        # trajectory kinds of slow learning's clips (data.KINDS), drawn uniformly
     memory_mix: float = 0.0            # fraction of batches with memory contexts (long windows, the episode so far, retrieved frames)
     # --- the slow-fast learning loop (Algorithm 1b; train.py --loop)
     loop: bool = False                 # train the slow weights with each episode's TEMP-LoRA plugged in
@@ -188,6 +189,8 @@ def validate(cfg):
         (cfg.prediction in ("v", "eps", "x0"), f"--prediction {cfg.prediction!r}: use v, eps or x0"),
         (all(k in data.KINDS for k in cfg.loop_kinds.split(",")),
          f"--loop-kinds {cfg.loop_kinds!r}: comma-separated kinds from {list(data.KINDS)}"),
+        (all(k in data.KINDS for k in cfg.train_kinds.split(",")),
+         f"--train-kinds {cfg.train_kinds!r}: comma-separated kinds from {list(data.KINDS)}"),
         (cfg.lora_targets in LORA_TARGETS, f"--lora-targets {cfg.lora_targets!r}: use one of {list(LORA_TARGETS)}"),
         (cfg.fast_rule in ("local", "original", "global"), f"--fast-rule {cfg.fast_rule!r}: use local, original or global"),
         (not (cfg.fast_reverse and cfg.fast_rule == "original"),

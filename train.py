@@ -194,7 +194,7 @@ def main(cfg, quiet=False):
                 if cfg.memory_mix > 0 and rng.random() < cfg.memory_mix:  # contexts of the memory matrix's arms
                     *batch, n_mem = data.sample_memory_batch(rng, seeds, cfg.batch, cfg.world())
                 else:
-                    batch = data.sample_batch(rng, seeds, cfg.batch, cfg.world())
+                    batch = data.sample_batch(rng, seeds, cfg.batch, cfg.world(), kinds=tuple(cfg.train_kinds.split(",")))
                 ctx, tok, tgt = batch_to(device, batch)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, rows=rows, n_mem=n_mem)

@@ -124,7 +124,8 @@ def test_flags_parse_and_unknown_or_bad_ones_fail(capsys):
         p.parse_args(["--no-such-flag", "1"])
     with pytest.raises(ValueError, match="preset"):
         sfvgen.config_from_args(p.parse_args(["--preset", "huge"]))
-    for bad, msg in [(["--size", "30"], "halved"), (["--batch", "0"], "positive"), (["--prediction", "y"], "x0")]:
+    for bad, msg in [(["--size", "30"], "halved"), (["--batch", "0"], "positive"), (["--prediction", "y"], "x0"),
+                     (["--train-kinds", "random,zigzag"], "go-back")]:
         with pytest.raises(ValueError, match=msg):
             sfvgen.config_from_args(p.parse_args(bad))
     with pytest.raises(SystemExit):
