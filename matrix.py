@@ -80,6 +80,7 @@ def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
     fast_gen.set_state(state["fast_gen"])  # fast learning's own draws (sfvgen.generate_long)
     rng.bit_generator.state = state["rng"]
     fast = arm == TEMP_LORA
+    sfvgen.set_trainable(model, "fast")  # Phi frozen, as in sfvgen.generate_long (the flags can change the last bits)
     if fast:
         sfvgen.reset_lora(model)
         if state["lora"] is not None:

@@ -753,6 +753,9 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0
     fast_gen = fast_generator(seed)
     rng = np.random.default_rng(seed)
     model.eval()
+    # Phi is frozen while a video is generated (only Theta learns). Set here, not left to the caller: PyTorch may
+    # pick another matmul kernel for a weight that requires grad, even under no_grad, so the flags change the last bits
+    set_trainable(model, "fast")
     if fast and not lora_modules(model):
         raise ValueError("fast learning needs LoRA layers: call add_lora(model, ...) first")
     reset_lora(model)  # fresh fast weights for every episode (no LoRA layers: nothing to do)

@@ -176,6 +176,26 @@ def test_fast_learning_leaves_the_sampler_noise_alone_so_rows_compare_paired():
     assert len(on["fast_losses"]) == len(actions) and np.array_equal(on["frames"], off["frames"])
 
 
+def test_the_video_does_not_depend_on_what_the_caller_left_trainable():
+    """A fresh model has every weight requiring grad, a model after fast learning only Theta; PyTorch may pick
+    other kernels for the two even under no_grad. Generation freezes Phi itself, so the same seed gives the
+    same video bit for bit either way (the first episode of a run is not sampled differently from the rest)."""
+    model, cfg, _ = model_and_inputs()
+    with torch.no_grad():  # a non-trivial network: zero-initialised output layers would hide small differences
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
+    diff = sfvgen.Diffusion(cfg)
+    first = data.render_episode(0, [], cfg.world())[0][0]
+    videos = []
+    for trainable in (True, False, True):
+        model.requires_grad_(trainable)
+        out = sfvgen.generate_long(model, diff, cfg, first, ["go right", "go up", "go left"], fast=True, seed=3)
+        videos.append((out["frames"], out["memory"]["history"][-1]))
+    for frames, last in videos[1:]:
+        assert np.array_equal(frames, videos[0][0]) and torch.equal(last, videos[0][1])  # to the last bit
+
+
 def test_a_diverging_fast_update_is_rolled_back_and_generation_goes_on(monkeypatch, capsys):
     model, cfg, _ = model_and_inputs()
     sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
