@@ -17,8 +17,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def start(cfg):
+    # a shell without job control starts background jobs with SIGINT ignored, and a child inherits that (Python
+    # then installs no KeyboardInterrupt handler): give train.py the default Ctrl-C, as a terminal would
     return subprocess.Popen([sys.executable, "train.py", *cli(cfg)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_step(path, step, proc, timeout=120):
