@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.flop_counter import FlopCounterMode
 
+import cli
 import data
 import sfvgen
 from sfvgen import Diffusion, VideoUNet, to_model
@@ -421,7 +422,7 @@ def main():
         p.error("--batch, --steps, --warmup and --peer-steps must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = sfvgen.pick_device(args.device)
+    device = cli.pick_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True  # as train.py
     t_start = time.perf_counter()
 

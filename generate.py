@@ -22,11 +22,13 @@ import os
 import resource
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+import cli
 import data
 import matrix
 import metrics
@@ -85,10 +87,10 @@ def save_npy(path, array):
 
 def build(args):
     """Model from the checkpoint, config = checkpoint config + flags; LoRA added when fast learning may run."""
-    device = sfvgen.pick_device(args.device or "auto")
+    device = cli.pick_device(args.device or "auto")
     model, stored, _ = sfvgen.load_model(args.ckpt, device)
-    cfg = sfvgen.config_from_args(args, base=stored)
-    sfvgen.check_weight_fields(args.ckpt, stored, cfg)
+    cfg = cli.config_from_args(args, base=stored)
+    cli.check_weight_fields(args.ckpt, stored, cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return model, cfg, sfvgen.Diffusion(cfg, device)
@@ -240,7 +242,7 @@ def cmd_eval(args, model, cfg, diffusion):
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
     for name, over, fast, control in eval_arms(args, cfg):
-        c = sfvgen.Config(**{**sfvgen.asdict(cfg), **over})
+        c = replace(cfg, **over)
         m = sfvgen.with_lora(model, c) if fast else model
         scores, secs = [], []
         for k, (seed, actions) in enumerate(tqdm(episodes, desc=name, leave=False)):
@@ -398,7 +400,7 @@ def memory_matrix_table(args, model, cfg, diffusion, arms):
 
 # ----------------------------------------------------------------------------- entry point
 def main(argv=None):
-    parser = sfvgen.config_parser(__doc__.split("\n")[0], extra_flags, skip=("out", "resume", "init"))
+    parser = cli.config_parser(__doc__.split("\n")[0], extra_flags, skip=("out", "resume", "init"))
     args = parser.parse_args(argv)
     try:
         data.parse_actions(args.actions)  # refuse bad input before any work starts

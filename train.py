@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+import cli
 import data
 import sfvgen
 from sfvgen import Diffusion, VideoUNet, to_model
@@ -108,7 +109,7 @@ def sample_gif(model, diffusion, cfg, path):
 
 def main(cfg, quiet=False):
     """Slow learning. Returns {"losses": [...], "step": final step}."""
-    device = sfvgen.pick_device(cfg.device)
+    device = cli.pick_device(cfg.device)
     ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ  # started by torchrun: one process per GPU
     rank, world, rows = 0, 1, None
     if ddp:
@@ -140,7 +141,7 @@ def main(cfg, quiet=False):
         check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; keep room for a few
     if cfg.init and not cfg.resume:
         init_model, init_cfg, _ = sfvgen.load_model(cfg.init)
-        sfvgen.check_weight_fields(cfg.init, init_cfg, cfg)
+        cli.check_weight_fields(cfg.init, init_cfg, cfg)
         model.load_state_dict(init_model.state_dict())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     fused = device.type == "cuda"
@@ -274,13 +275,13 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--export":
         export(sys.argv[2], sys.argv[3])
         sys.exit(0)
-    parser = sfvgen.config_parser(__doc__.split("\n")[0])
+    parser = cli.config_parser(__doc__.split("\n")[0])
     args = parser.parse_args()
     try:
-        cfg = sfvgen.config_from_args(args)
+        cfg = cli.config_from_args(args)
         if cfg.resume:  # resume keeps the stored config; only the flags given change it
             stored = sfvgen.load_checkpoint(os.path.join(cfg.out, "ckpt.pt"))["config"]
-            cfg = sfvgen.config_from_args(args, base=sfvgen.Config(**stored))
+            cfg = cli.config_from_args(args, base=sfvgen.Config(**stored))
     except ValueError as e:
         parser.error(str(e))
     try:

@@ -1,11 +1,13 @@
 """Fast learning: the hand-written LoRA and TEMP-LoRA generation (Algorithm 1a)."""
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from conftest import micro_cfg
 
+import cli
 import data
 import probe
 import sfvgen
@@ -109,22 +111,22 @@ def test_fast_rules_pick_their_windows():
     rng = np.random.default_rng(0)
     ctx, x0, act = sfvgen.fast_window(hist, cfg, rng)  # local: [X_{i-1}; X_i], all frames targets, no action
     assert ctx.shape[1] == 0 and x0.shape[1] == 4 and not act and x0[0, :, 0, 0, 0].tolist() == [2, 2, 3, 3]
-    ctx, x0, act = sfvgen.fast_window(hist, sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_rule": "original"}), rng)
+    ctx, x0, act = sfvgen.fast_window(hist, replace(cfg, fast_rule="original"), rng)
     assert ctx.shape[1] == 2 and x0.shape[1] == 2 and act and float(ctx.mean()) == 2 and float(x0.mean()) == 3
-    glob = sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_rule": "global"})
+    glob = replace(cfg, fast_rule="global")
     picked = {float(sfvgen.fast_window(hist, glob, rng)[1][0, -1].mean()) for _ in range(50)}
     assert picked == {1.0, 2.0, 3.0}  # windows from the whole history
 
 
 def test_reverse_learns_the_window_and_the_same_window_played_backwards():
-    cfg = sfvgen.Config(**{**sfvgen.asdict(micro_cfg()), "fast_reverse": True})
+    cfg = replace(micro_cfg(), fast_reverse=True)
     hist = [torch.full((1, 1 if i == 0 else 2, 3, 4, 4), float(i)) for i in range(3)]
     hist[2][:, 1] = 7.0
     ctx, x0, act = sfvgen.fast_window(hist, cfg, np.random.default_rng(0))
     assert ctx.shape[:2] == (2, 0) and not act
     assert x0[:, :, 0, 0, 0].tolist() == [[1, 1, 2, 7], [7, 2, 1, 1]]  # as played, then backwards
     with pytest.raises(ValueError, match="fast-reverse"):
-        sfvgen.validate(sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_rule": "original"}))
+        cli.validate(replace(cfg, fast_rule="original"))
 
 
 def test_saved_memory_continues_exactly_like_an_uninterrupted_generation():
@@ -150,12 +152,12 @@ def test_a_lora_frozen_at_the_turn_continues_as_if_learning_had_stopped_there():
     sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
     diff = sfvgen.Diffusion(cfg)
     first = data.render_episode(0, [], cfg.world())[0][0]
-    out = sfvgen.generate_long(model, diff, sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_lr": 1e-2}), first,
+    out = sfvgen.generate_long(model, diff, replace(cfg, fast_lr=1e-2), first,
                                ["go right", "go right"], fast=True, seed=4)
     back = ["go left", "go left"]
     frozen = sfvgen.generate_long(model, diff, cfg, None, back, fast=False, seed=4, memory=out["memory"],
                                   frozen_lora=out["memory"]["lora"])
-    idle = sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_steps": 0})
+    idle = replace(cfg, fast_steps=0)
     still = sfvgen.generate_long(model, diff, idle, None, back, fast=True, seed=4, memory=out["memory"])
     fresh = sfvgen.generate_long(model, diff, cfg, None, back, fast=False, seed=4, memory=out["memory"])
     assert np.array_equal(frozen["frames"], still["frames"])
@@ -170,7 +172,7 @@ def test_fast_learning_leaves_the_sampler_noise_alone_so_rows_compare_paired():
     diff = sfvgen.Diffusion(cfg)
     first = data.render_episode(0, [], cfg.world())[0][0]
     actions = ["go right", "go right", "go left"]
-    still = sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_lr": 0.0})
+    still = replace(cfg, fast_lr=0.0)
     on = sfvgen.generate_long(model, diff, still, first, actions, fast=True, seed=3)
     off = sfvgen.generate_long(model, diff, still, first, actions, fast=False, seed=3)
     assert len(on["fast_losses"]) == len(actions) and np.array_equal(on["frames"], off["frames"])
@@ -255,7 +257,7 @@ def test_memory_probe_on_loop_twice_learns_the_first_lap_and_generates_the_secon
 @pytest.mark.parametrize("rule", ["local", "original"])
 def test_the_fast_update_reads_the_action_only_where_its_rule_is_conditioned_on_it(rule):
     model, cfg, _ = model_and_inputs()
-    cfg = sfvgen.Config(**{**sfvgen.asdict(cfg), "fast_rule": rule, "fast_steps": 3, "fast_lr": 1e-2})
+    cfg = replace(cfg, fast_rule=rule, fast_steps=3, fast_lr=1e-2)
     sfvgen.add_lora(model, "all", rank=4, alpha=4)
     diffusion = sfvgen.Diffusion(cfg, "cpu")
     history = [torch.randn(1, 1, 3, cfg.size, cfg.size), torch.randn(1, cfg.chunk, 3, cfg.size, cfg.size)]

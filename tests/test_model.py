@@ -1,9 +1,12 @@
 """Slow learning: the video UNet, the masked conditional loss, the samplers, the config flags."""
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
 from conftest import micro_cfg
 
+import cli
 import data
 import sfvgen
 
@@ -117,21 +120,21 @@ def test_a_few_hundred_steps_on_one_batch_cut_the_loss_tenfold():
 
 
 def test_flags_parse_and_unknown_or_bad_ones_fail(capsys):
-    p = sfvgen.config_parser("test")
-    cfg = sfvgen.config_from_args(p.parse_args(["--preset", "small", "--lora-rank", "16", "--mults", "1,2,2,2", "--fast", "off"]))
+    p = cli.config_parser("test")
+    cfg = cli.config_from_args(p.parse_args(["--preset", "small", "--lora-rank", "16", "--mults", "1,2,2,2", "--fast", "off"]))
     assert (cfg.size, cfg.lora_rank, cfg.mults, cfg.fast) == (64, 16, (1, 2, 2, 2), False)
     with pytest.raises(SystemExit):
         p.parse_args(["--no-such-flag", "1"])
     with pytest.raises(ValueError, match="preset"):
-        sfvgen.config_from_args(p.parse_args(["--preset", "huge"]))
+        cli.config_from_args(p.parse_args(["--preset", "huge"]))
     for bad, msg in [(["--size", "30"], "halved"), (["--batch", "0"], "positive"), (["--prediction", "y"], "x0"),
                      (["--train-kinds", "random,zigzag"], "go-back")]:
         with pytest.raises(ValueError, match=msg):
-            sfvgen.config_from_args(p.parse_args(bad))
+            cli.config_from_args(p.parse_args(bad))
     with pytest.raises(SystemExit):
         p.parse_args(["--help"])
     helptext = capsys.readouterr().out
-    assert all("--" + f.name.replace("_", "-") in helptext for f in sfvgen.fields(sfvgen.Config))
+    assert all("--" + f.name.replace("_", "-") in helptext for f in fields(sfvgen.Config))
 
 
 def test_attention_over_many_sequences_equals_the_formula():
