@@ -102,56 +102,86 @@ def ssim(a, b, max_val=255.0):
 
 
 def rgb_to_hsv(frames):
-    """RGB uint8 (..., 3) -> HSV float64 (..., 3), every channel scaled to 0-255.
+    """RGB uint8 (..., 3) -> HSV uint8 (..., 3), exactly as OpenCV's cvtColor(bgr, COLOR_BGR2HSV).
 
-    V = max, S = (max - min) / max, H = 60 * sector offset from the max channel.
+    For 8-bit images OpenCV keeps hue in half-degrees, H in 0-179, and S, V in 0-255:
+      V = max(R, G, B),  d = V - min(R, G, B)
+      S = 255 d / V                      (0 when V = 0)
+      H = 30 (G - B) / d                 when V = R (R wins ties, then G); +180 when negative
+      H = 30 (B - R) / d + 60            when V = G
+      H = 30 (R - G) / d + 120           when V = B; H = 0 when d = 0 (grey)
+    OpenCV divides by 12-bit fixed-point reciprocals and rounds; we use the same tables, which
+    gives its output for all 2^24 colours (plain float rounding is off by one for about 2% of them).
     """
-    rgb = np.asarray(frames, dtype=np.float64) / 255.0
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    maxc = rgb.max(axis=-1)
-    minc = rgb.min(axis=-1)
-    delta = maxc - minc
-    safe_delta = np.where(delta > 0, delta, 1.0)  # grey pixels have hue 0, avoid 0/0
-    safe_max = np.where(maxc > 0, maxc, 1.0)
-    hue = np.where(maxc == r, ((g - b) / safe_delta) % 6.0,  # H = 60 ((G - B) / d mod 6)
-                   np.where(maxc == g, (b - r) / safe_delta + 2.0,  # H = 60 ((B - R) / d + 2)
-                            (r - g) / safe_delta + 4.0))  # H = 60 ((R - G) / d + 4)
-    hue = np.where(delta > 0, hue * 60.0, 0.0)  # degrees in [0, 360)
-    sat = np.where(maxc > 0, delta / safe_max, 0.0)  # S = d / V
-    return np.stack([hue * 255.0 / 360.0, sat * 255.0, maxc * 255.0], axis=-1)
+    x = np.asarray(frames).astype(np.int64)  # (..., 3) R, G, B
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    v = x.max(axis=-1)  # V = max(R, G, B)
+    d = v - x.min(axis=-1)  # d = V - min(R, G, B)
+    n = np.arange(1, 256, dtype=np.float64)
+    s_recip = np.concatenate([[0], np.round(255 * 4096 / n)]).astype(np.int64)  # round(2^12 * 255 / V), 0 for V = 0
+    h_recip = np.concatenate([[0], np.round(180 * 4096 / (6 * n))]).astype(np.int64)  # round(2^12 * 30 / d), 0 for d = 0
+    s = (d * s_recip[v] + 2048) >> 12  # S = round(255 d / V)
+    sector = np.where(v == r, g - b, np.where(v == g, b - r + 2 * d, r - g + 4 * d))  # the 60-degree sector, times d
+    h = (sector * h_recip[d] + 2048) >> 12  # H = round(30 sector / d), in half-degrees
+    h = np.where(h < 0, h + 180, h)  # red wraps around: -30..-1 -> 150..179
+    return np.stack([h, s, v], axis=-1).astype(np.uint8)
 
 
-def scene_cuts(frames, threshold=3.0, min_content=15.0, window=2, min_gap=2):
-    """Frame indices where a new scene starts, after PySceneDetect's AdaptiveDetector.
+def content_scores(frames, luma_only=False):
+    """PySceneDetect's content_val of every frame: (N, H, W, 3) uint8 RGB -> (N,) float64.
 
-    frames: (N, H, W, 3) uint8. With HSV scaled to 0-255:
-      content   c_i = (mean|dH| + mean|dS| + mean|dV|) / 3 between frames i-1 and i
-      ratio     r_i = c_i / mean(c_{i-w..i-1}, c_{i+1..i+w})
-      cut at i  when r_i >= threshold and c_i >= min_content and i - last_cut >= min_gap
-    (frame 0 counts as the first cut for min_gap). Only frames with a full window
-    on both sides are tested, as in PySceneDetect; a zero window mean gives r = 255.
-    PySceneDetect's defaults are adaptive_threshold=3.0, min_content_val=15.0,
-    window_width=2 and min_scene_len=15; we keep the first three but use a min gap
-    of 2 because our videos are only tens of frames long. Hue is not treated as
-    circular, again as in PySceneDetect.
+      dH_i = mean over pixels |H_i - H_{i-1}|, and dS_i, dV_i alike (hue is not treated as circular)
+      c_i  = (w_H dH_i + w_S dS_i + w_V dV_i) / (w_H + w_S + w_V), weights 1, 1, 1 (0, 0, 1 with luma_only)
+      c_0  = 0: the first frame has no predecessor, and this 0 still enters the first windows
+    PySceneDetect's fourth term, dilated Canny edges, has weight 0 by default and is left out.
     """
-    hsv = rgb_to_hsv(frames)  # (N, H, W, 3)
-    diffs = np.abs(hsv[1:] - hsv[:-1]).mean(axis=(1, 2))  # (N-1, 3) mean |d| per channel
-    content = np.concatenate([[0.0], diffs.mean(axis=1)])  # (N,) c_0 = 0, no predecessor
+    hsv = rgb_to_hsv(frames).astype(np.int32)  # (N, H, W, 3)
+    n_pixels = hsv.shape[1] * hsv.shape[2]
+    deltas = np.abs(hsv[1:] - hsv[:-1]).sum(axis=(1, 2)) / n_pixels  # (N-1, 3) mean |dH|, |dS|, |dV|
+    w_h, w_s, w_v = (0.0, 0.0, 1.0) if luma_only else (1.0, 1.0, 1.0)
+    score = (w_h * deltas[:, 0] + w_s * deltas[:, 1] + w_v * deltas[:, 2]) / (w_h + w_s + w_v)  # c_i
+    return np.concatenate([[0.0], score])  # c_0 = 0
+
+
+def scene_cuts(frames, adaptive_threshold=3.0, min_content_val=15.0, window_width=2, min_scene_len=15,
+               luma_only=False):
+    """Frame indices where a new scene starts, as PySceneDetect's AdaptiveDetector reports them.
+
+    frames: (N, H, W, 3) uint8 RGB. With c_i from content_scores and w = window_width:
+      scored    i = w .. N-1-w: frame i is judged once frames i-w .. i+w exist (frame 0 is in the first window)
+      average   a_i = (c_{i-w} + .. + c_{i-1} + c_{i+1} + .. + c_{i+w}) / 2w
+      ratio     r_i = min(c_i / a_i, 255); when |a_i| < 1e-5, r_i = 255 if c_i >= min_content_val, else 0
+      cut at i  when r_i >= adaptive_threshold and c_i >= min_content_val and (i + w) - last >= min_scene_len,
+                where last is the previous cut, or frame 0 before the first one
+    The defaults are PySceneDetect's (3.0, 15.0, 2, 15 frames), which the paper's SCuts uses. With them no
+    cut is found in frames 1-12, and a second cut needs 13 frames after the first.
+    Where this differs from PySceneDetect:
+    - the gap test: i + w is the frame just read when i is judged; releases 0.6.3 to 0.7.1 (March 2024 to
+      July 2026, the paper's time among them) measure the gap from it, as here, while 0.7.2 measures it
+      from i (i - last >= min_scene_len) and so drops a cut 13 or 14 frames after the previous one that we
+      keep. Passing min_scene_len + window_width (17) counts as 0.7.2 does.
+    - PySceneDetect reads an encoded file; a lossy codec changes H and S a little. We score the frames.
+    - its SceneManager first shrinks frames 256 px wide or more by width // 256; ours are smaller.
+    """
+    content = content_scores(frames, luma_only)  # (N,) c_i
     cuts = []
-    last_cut = 0
-    for i in range(1 + window, len(content) - window):
-        neighbours = np.concatenate([content[i - window:i], content[i + 1:i + 1 + window]])
-        average = neighbours.mean()
-        ratio = min(content[i] / average, 255.0) if average > 1e-5 else 255.0  # r_i
-        if ratio >= threshold and content[i] >= min_content and i - last_cut >= min_gap:
+    last = 0  # the first frame stands for the previous cut
+    for i in range(window_width, len(content) - window_width):
+        neighbours = [content[j] for j in range(i - window_width, i + window_width + 1) if j != i]
+        average = sum(neighbours) / (2.0 * window_width)  # a_i
+        if abs(average) >= 1e-5:
+            ratio = min(content[i] / average, 255.0)  # r_i = min(c_i / a_i, 255)
+        else:
+            ratio = 255.0 if content[i] >= min_content_val else 0.0  # a flat window: any big change is a cut
+        threshold_met = ratio >= adaptive_threshold and content[i] >= min_content_val
+        if threshold_met and (i + window_width) - last >= min_scene_len:
             cuts.append(i)
-            last_cut = i
+            last = i
     return cuts
 
 
 def count_scene_cuts(frames, **kwargs):
-    """Number of scene cuts in a (N, H, W, 3) video; lower is better for long videos."""
+    """Number of scene cuts in a (N, H, W, 3) video (SCuts averages it over videos); lower is better."""
     return len(scene_cuts(frames, **kwargs))
 
 

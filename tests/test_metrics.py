@@ -2,6 +2,7 @@
 
 import numpy as np
 
+import data
 import metrics
 
 
@@ -95,10 +96,42 @@ def test_ssim_brightness_shift_beats_noise_of_same_mse():
 # ---------------------------------------------------------------- scene cuts
 
 
+def still(image, n_frames):
+    """A camera that does not move: the same (H, W, 3) image n_frames times."""
+    return np.repeat(image[None], n_frames, axis=0)
+
+
+def test_hsv_is_opencv_uint8():
+    # OpenCV's 8-bit HSV: hue in half-degrees (0-179), S and V in 0-255, fixed-point rounding
+    rgb = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 0, 128], [77, 77, 77], [0, 1, 58]], np.uint8)
+    expected = [[0, 255, 255],  # red: hue 0
+                [60, 255, 255],  # green: 120 degrees -> 60
+                [120, 255, 255],  # blue: 240 degrees -> 120
+                [165, 255, 255],  # 30 * (0 - 128) / 255 = -15.06 -> -15, wraps to 165
+                [0, 0, 77],  # grey: no hue, no saturation
+                [120, 255, 58]]  # 30 * (0 - 1 + 4 * 58) / 58 = 119.48, but OpenCV's reciprocal table gives 120
+    assert metrics.rgb_to_hsv(rgb).tolist() == expected
+
+
+def test_hue_only_change_is_scored_on_the_0_179_scale():
+    red, blue = np.full((32, 32, 3), (200, 40, 40), np.uint8), np.full((32, 32, 3), (40, 40, 200), np.uint8)
+    video = np.concatenate([still(red, 15), still(blue, 15)])
+    scores = metrics.content_scores(video)
+    # same S (204) and V (200); H goes 0 -> 120, so c = (120 + 0 + 0) / 3 = 40 (on a 0-255 hue scale: 56.7)
+    assert scores[15] == 40.0
+    assert np.all(np.delete(scores, 15) == 0.0)
+    assert metrics.scene_cuts(video) == [15]
+
+
 def test_smooth_pan_has_no_cuts():
     video = pan(smooth_texture(32, 96, seed=5), 30)
     assert metrics.scene_cuts(video) == []
     assert metrics.count_scene_cuts(video) == 0
+
+
+def test_world_pan_has_no_cuts():
+    frames, _ = data.render_episode(200001, ["go right"] * 4 + ["go down"] * 4)  # 4 px per frame, 33 frames
+    assert metrics.count_scene_cuts(frames) == 0
 
 
 def test_jump_to_new_texture_is_one_cut():
@@ -106,6 +139,18 @@ def test_jump_to_new_texture_is_one_cut():
     second = pan(smooth_texture(32, 96, seed=7), 30)
     video = np.concatenate([first, second])
     assert metrics.scene_cuts(video) == [30]
+
+
+def test_cut_frames_follow_the_window_and_min_scene_len():
+    a, b, c = (smooth_texture(32, 32, seed=s) for s in (12, 13, 14))  # any two differ by c > 40
+    # frame i is judged with frames i-2 .. i+2 (window_width 2): frame 2 is the first, frame 1 never
+    assert metrics.scene_cuts(np.concatenate([still(a, 2), still(b, 10)]), min_scene_len=0) == [2]
+    assert metrics.scene_cuts(np.concatenate([still(a, 1), still(b, 10)]), min_scene_len=0) == []
+    # min_scene_len 15 counts from frame 0 and from the frame read, 2 past the judged one: i + 2 - last >= 15
+    assert metrics.scene_cuts(np.concatenate([still(a, 12), still(b, 20)])) == []
+    assert metrics.scene_cuts(np.concatenate([still(a, 13), still(b, 20)])) == [13]
+    assert metrics.scene_cuts(np.concatenate([still(a, 13), still(b, 13), still(c, 20)])) == [13, 26]
+    assert metrics.scene_cuts(np.concatenate([still(a, 13), still(b, 12), still(c, 20)])) == [13]
 
 
 # ---------------------------------------------------------------- scene revisit consistency
