@@ -1,14 +1,17 @@
-"""The command line of train.py and generate.py: one --flag per field of sfvgen.Config, the checks that refuse
-a config before any work starts, and the device.
+"""The command line of train.py, generate.py and the lab: one --flag per field of sfvgen.Config, the checks that
+refuse a config before any work starts, and the device.
 
-    p = cli.config_parser("what the script does")   # --lora-rank 16, --fast off, --mults 1,2,3; --help lists them
+    p = cli.config_parser("what the script does")   # --lora-rank 16, --no-fast-learning, --mults 1,2,3
     cfg = cli.config_from_args(p.parse_args())       # the preset, then the flags given; validated
 
-Each field's --help text is its trailing comment in the Config source (sfvgen.py).
+Each field's --help text is its trailing comment in the Config source (sfvgen.py). A boolean field takes a bare
+`--loop` / `--no-loop` or an explicit `--loop on|off`.
 """
 import argparse
 import inspect
+import os
 import re
+import shutil
 from dataclasses import asdict, fields
 
 import torch
@@ -19,6 +22,11 @@ import sfvgen
 # the fields a checkpoint's weights were trained with: generation and --init may not change them
 WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "heads", "text_dim", "cond_last_frame",
                  "size", "chunk", "timesteps", "prediction")
+
+
+# the fields that change a generation from a trained checkpoint (generate.py and the lab take only these)
+GENERATION_FIELDS = ("guidance", "sample_steps", "eta", "fast_learning", "lora_rank", "lora_alpha", "lora_targets",
+                     "fast_steps", "fast_lr", "speed", "canvas", "dynamics", "seed", "device", "threads")
 
 
 def check_weight_fields(path, stored, cfg):
@@ -55,21 +63,40 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default is None else super()._get_help_string(action)
 
 
-def config_parser(description, extra=None, skip=()):
-    """An argparse parser with one --flag per Config field (defaults shown) except those in `skip`;
-    `extra(p)` adds the script's own flags."""
+def config_parser(description, extra=None, only=None, script="this script", skip=()):
+    """An argparse parser with one --flag per Config field (defaults shown), or only the fields in `only` (the
+    others are refused with a one-line error naming `script`); fields in `skip` get no flag (the script uses the
+    name for its own); `extra(p)` adds the script's own flags."""
     p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
-    helps = _field_help()
+    helps = {k: v.replace("%", "%%") for k, v in _field_help().items()}
     for f in fields(sfvgen.Config):
+        flag, d = "--" + f.name.replace("_", "-"), f.default
         if f.name in skip:
             continue
-        d = f.default
+        if only is not None and f.name not in only:
+            p.add_argument(flag, dest=f"refused_{f.name}", nargs="?", help=argparse.SUPPRESS,
+                           action=_refuse(f"{flag} is a training setting ({script} changes only "
+                                          f"{', '.join('--' + n.replace('_', '-') for n in only)})"))
+            continue
         shown = ",".join(map(str, d)) if isinstance(d, tuple) else d
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar=type(d).__name__.upper(),
-                       type=_parse_value(type(d).__name__, d), help=f"{helps.get(f.name, '')} (tiny: {shown})")
+        kind = _parse_value(type(d).__name__, d)
+        if isinstance(d, bool):  # --loop, --loop on|off, --no-loop
+            p.add_argument(flag, dest=f.name, default=None, nargs="?", const=True, metavar="on|off", type=kind,
+                           help=f"{helps.get(f.name, '')} (tiny: {'on' if d else 'off'}; --no-{flag[2:]} turns it off)")
+            p.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_const", const=False, help=argparse.SUPPRESS)
+        else:
+            p.add_argument(flag, dest=f.name, default=None, metavar=type(d).__name__.upper(), type=kind,
+                           help=f"{helps.get(f.name, '')} (tiny: {shown})")
     if extra is not None:
         extra(p)
     return p
+
+
+def _refuse(message):
+    class Refuse(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(message)
+    return Refuse
 
 
 def config_from_args(args, base=None):
@@ -90,11 +117,9 @@ def validate(cfg):
         (all(k in data.KINDS for k in cfg.train_kinds.split(",")),
          f"--train-kinds {cfg.train_kinds!r}: comma-separated kinds from {list(data.KINDS)}"),
         (cfg.lora_targets in sfvgen.LORA_TARGETS, f"--lora-targets {cfg.lora_targets!r}: use one of {list(sfvgen.LORA_TARGETS)}"),
-        (cfg.fast_rule in ("local", "original", "global"), f"--fast-rule {cfg.fast_rule!r}: use local, original or global"),
-        (not (cfg.fast_reverse and cfg.fast_rule == "original"),
-         "--fast-reverse needs the local or global rule (the original rule's action has no general reverse)"),
-        (not cfg.loop or cfg.fast_rule == "local",
-         "--loop on: the inner loop of Algorithm 1b learns with the paper's local rule; use --fast-rule local"),
+        (not cfg.data or os.path.isfile(os.path.join(cfg.data, "annotations.jsonl")),
+         f"--data {cfg.data!r}: expected a folder with videos and annotations.jsonl"),
+        (not (cfg.data and cfg.loop), "--data trains slow learning; the loop (--loop) draws its episodes from the built-in world"),
         (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:"),
          f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
     ]
@@ -112,7 +137,6 @@ def validate(cfg):
          f"attention levels must lie in 0..{len(cfg.mults) - 1}"),
         (all(cfg.channels * m % 8 == 0 for m in cfg.mults), "--channels times every mult must be divisible by 8 (GroupNorm)"),
         (cfg.sample_steps <= cfg.timesteps, "--sample-steps must not exceed --timesteps"),
-        (0 <= cfg.memory_mix <= 1, f"--memory-mix {cfg.memory_mix}: a fraction in 0..1"),
         (cfg.train_seeds[1] <= cfg.val_seeds[0] and cfg.val_seeds[1] <= cfg.test_seeds[0],
          "seed ranges must be ordered and disjoint: train < val < test"),
     ]
@@ -132,3 +156,18 @@ def pick_device(name):
         # sequences of T frames: 65,536 at 32x32, batch 64; torch 2.11, H100); flash / memory-efficient kernels do it
         torch.backends.cuda.enable_cudnn_sdp(False)
     return device
+
+
+def check_writable(folder, need_bytes=0):
+    """Fail before any work when the output folder cannot be created or written, or the disk is nearly full."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, ".write_test")
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        os.remove(probe)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write to output folder {folder!r} ({e.strerror or e})") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise SystemExit(f"error: only {free / 2**20:.0f} MiB free under {folder!r}; checkpoints need about {need_bytes / 2**20:.0f} MiB")

@@ -365,15 +365,6 @@ def sample_memory_batch(rng, seeds, batch, spec=WorldSpec(), mode=None, n_out=No
     return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt), n_mem
 
 
-def iterate_episodes(rng, seeds, kinds=KINDS, n=4, spec=WorldSpec()):
-    """Whole episodes for the slow-fast loop: yields (world_seed, actions, frames, positions) forever."""
-    while True:
-        seed = int(rng.integers(seeds[0], seeds[1]))
-        actions = make_actions(str(rng.choice(kinds)), rng, n=n)
-        frames, positions = render_episode(seed, actions, spec)
-        yield seed, actions, frames, positions
-
-
 # ----------------------------------------------------------------------------- your own videos
 def resize(frames, size):
     """(N, h, w, 3) uint8 -> (N, size, size, 3) uint8 by area averaging over a nearest-index grid."""
@@ -435,6 +426,25 @@ def load_folder(folder, spec=WorldSpec(), annotations="annotations.jsonl"):
             if actions:
                 episodes.append((actions, resize(np.stack(out), spec.size)))
     return episodes
+
+
+def sample_folder_batch(rng, episodes, batch, spec=WorldSpec(), n_ctx=None):
+    """sample_batch for your own videos: items cut from load_folder's episodes (actions, frames) in the same
+    shapes and with the same rules (f_p drawn in 0..K; f_p = 0 gives two whole chunks with the null action)."""
+    K = spec.chunk
+    f_p = int(rng.integers(0, K + 1)) if n_ctx is None else n_ctx
+    f_g = K if f_p > 0 else 2 * K
+    ctx, tok, tgt = [], [], []
+    for _ in range(batch):
+        actions, frames = episodes[int(rng.integers(len(episodes)))]
+        i = int(rng.integers(0, len(actions)))  # predict chunk i from the end of chunk i - 1
+        end = (i + 1) * K + 1
+        clip = frames[max(end - f_p - f_g, 0):end]
+        clip = np.concatenate([clip[:1]] * (f_p + f_g - len(clip)) + [clip])  # the first frame repeated (as above)
+        ctx.append(clip[:f_p])
+        tgt.append(clip[f_p:])
+        tok.append(tokenize(actions[i] if f_p > 0 else NULL_ACTION))
+    return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt)
 
 
 # ----------------------------------------------------------------------------- preview and benchmark

@@ -1,19 +1,22 @@
-"""sfvgen: the model side of SlowFast-VGen (Hong et al., ICLR 2025) in one file.
+"""sfvgen: SlowFast-VGen (Hong et al., ICLR 2025) in one file: the model and the method.
 
-- Config: one dataclass (model, world, diffusion, LoRA / fast learning, training, generation) and presets;
-  cli.py turns its fields into command-line flags and checks them.
+Read it top to bottom; each part names the paper's equation or pseudocode line it implements:
+- Config: one dataclass (model, world, diffusion, fast learning, training, the loop) and its presets.
 - VideoUNet: a compact from-scratch video UNet (spatial conv + temporal conv per block, temporal attention,
   spatial self-attention at low resolution, action-text cross-attention).
 - Diffusion: masked conditional video diffusion (slow learning): clean context frames joined with noisy
-  target frames along time, loss on the target frames only; DDIM / DDPM samplers that put the clean
+  target frames along time, loss on the target frames only; a DDIM / DDPM sampler that puts the clean
   context back at every step; classifier-free guidance on the action.
-- LoRA + fast learning (TEMP-LoRA, Algorithm 1a): a hand-written LoRA trained on every generated chunk,
-  storing episodic memory in its weights; `generate_long` runs the chunk-by-chunk loop.
+- LoRA: the hand-written low-rank adapter that holds the fast weights Theta.
+- Fast learning (Algorithm 1a): `generate_long`, the chunk-by-chunk loop that trains a TEMP-LoRA on every
+  generated chunk, storing episodic memory in its weights.
+- The slow-fast learning loop (Algorithm 1b): `slow_fast_iteration`, one outer iteration with its inner loops.
 - Checkpoints: atomic writes, weights_only loads, self-describing.
 
-Tensor-shape legend: B batch, T frames, C channels, H W height width, D hidden width, L text tokens,
-K frames per chunk, f_p context frames, f_g target frames (T = f_p + f_g).
-Frames are uint8 (…, H, W, 3) outside the model and float in [-1, 1] with layout (B, T, C, H, W)
+Tensor-shape legend: B batch, N frames, C channels, H W height width, D hidden width, L text tokens,
+K frames per chunk, f_p context frames, f_g target frames (N = f_p + f_g); einops writes the frame axis n.
+Noise: t is a noise level in 0..T (T = cfg.timesteps; t = 0 is a clean frame).
+Frames are uint8 (..., H, W, 3) outside the model and float in [-1, 1] with layout (B, N, C, H, W)
 inside; `to_model` and `to_frames` are the one conversion each way.
 """
 import copy
@@ -59,14 +62,12 @@ class Config:
     sample_steps: int = 20             # denoising steps at sampling
     eta: float = 0.0                   # 0 = DDIM (deterministic), 1 = DDPM-like ancestral sampling
     # --- LoRA and fast learning (TEMP-LoRA)
-    fast: bool = True                  # train the TEMP-LoRA after every generated chunk
+    fast_learning: bool = True         # train the TEMP-LoRA after every generated chunk (Algorithm 1a)
     lora_rank: int = 8                 # r of the LoRA
     lora_alpha: float = 8.0            # LoRA scale is alpha / r
     lora_targets: str = "temporal"     # which layers carry the LoRA: temporal, attn or all
-    fast_steps: int = 2                # Adam steps on the fast loss per generated chunk (measured best, README)
+    fast_steps: int = 2                # Adam steps on the fast loss per chunk (the largest update within +25% time, docs/results.md)
     fast_lr: float = 1e-3              # fast learning rate
-    fast_rule: str = "local"           # local (the paper), original (text Temp-LoRA) or global (whole history)
-    fast_reverse: bool = False         # also learn each window played backwards (ours; local and global rules)
     # --- training (slow learning)
     batch: int = 8                     # clips per step (tiny on a CPU: peak RSS 1.7 GB; batch 16: 2.75 GB)
     lr: float = 1e-3                   # peak AdamW learning rate
@@ -89,7 +90,7 @@ class Config:
     resume: bool = False               # continue from out/ckpt.pt
     init: str = ""                     # start the weights from this checkpoint's EMA (fine-tuning, the loop)
     train_kinds: str = "random"        # trajectory kinds of slow learning's clips (data.KINDS), drawn uniformly
-    memory_mix: float = 0.0            # fraction of batches with memory contexts (long windows, the episode so far, retrieved frames)
+    data: str = ""                     # train on a folder of videos with annotations.jsonl (data.load_folder); empty: the built-in world
     # --- the slow-fast learning loop (Algorithm 1b; train.py --loop)
     loop: bool = False                 # train the slow weights with each episode's TEMP-LoRA plugged in
     loop_episodes: int = 4             # episodes per outer iteration (one slow optimizer step)
@@ -119,15 +120,15 @@ def preset(name, **overrides):
 
 # ============================================================================= frames <-> model tensors
 def to_model(frames, device=None):
-    """uint8 (B, T, H, W, 3) -> float (B, T, 3, H, W) in [-1, 1]: x = frames / 127.5 - 1."""
+    """uint8 (B, N, H, W, 3) -> float (B, N, 3, H, W) in [-1, 1]: x = frames / 127.5 - 1."""
     x = torch.as_tensor(np.ascontiguousarray(frames), device=device)
-    return rearrange(x, "b t h w c -> b t c h w").float() / 127.5 - 1.0
+    return rearrange(x, "b n h w c -> b n c h w").float() / 127.5 - 1.0
 
 
 def to_frames(x):
-    """float (B, T, 3, H, W) in [-1, 1] -> uint8 (B, T, H, W, 3) numpy."""
+    """float (B, N, 3, H, W) in [-1, 1] -> uint8 (B, N, H, W, 3) numpy."""
     x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return rearrange(x, "b t c h w -> b t h w c").cpu().numpy()
+    return rearrange(x, "b n c h w -> b n h w c").cpu().numpy()
 
 
 # ============================================================================= the video UNet
@@ -181,16 +182,16 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.temporal_conv.bias)
 
     def forward(self, x, emb):
-        # x: (B, T, C, H, W); emb: (B, T, E)
-        B, T = x.shape[:2]
-        x = rearrange(x, "b t c h w -> (b t) c h w")
+        # x: (B, N, C, H, W); emb: (B, N, E)
+        B, N = x.shape[:2]
+        x = rearrange(x, "b n c h w -> (b n) c h w")
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + rearrange(self.emb(emb), "b t c -> (b t) c 1 1")
+        h = h + rearrange(self.emb(emb), "b n c -> (b n) c 1 1")
         h = self.skip(x) + self.conv2(F.silu(self.norm2(h)))
         H, W = h.shape[-2:]
-        t = rearrange(self.temporal_norm(h), "(b t) c h w -> (b h w) c t", b=B)
-        h = h + rearrange(self.temporal_conv(F.silu(t)), "(b h w) c t -> (b t) c h w", b=B, h=H, w=W)
-        return rearrange(h, "(b t) c h w -> b t c h w", b=B)
+        z = rearrange(self.temporal_norm(h), "(b n) c h w -> (b h w) c n", b=B)
+        h = h + rearrange(self.temporal_conv(F.silu(z)), "(b h w) c n -> (b n) c h w", b=B, h=H, w=W)
+        return rearrange(h, "(b n) c h w -> b n c h w", b=B)
 
 
 class AttnBlock(nn.Module):
@@ -204,17 +205,17 @@ class AttnBlock(nn.Module):
         self.frame_pos = nn.Embedding(4 * cfg.chunk + 1, dim)  # temporal position: offset -2K..+2K to the last context frame
 
     def forward(self, x, text, pos_ids):
-        # x: (B, T, C, H, W); text: (B, L, D); pos_ids: (T,) frame offset to the last context frame, shifted >= 0
-        B, T, C, H, W = x.shape
-        s = rearrange(x, "b t c h w -> (b t) (h w) c")
+        # x: (B, N, C, H, W); text: (B, L, D); pos_ids: (N,) frame offset to the last context frame, shifted >= 0
+        B, N, C, H, W = x.shape
+        s = rearrange(x, "b n c h w -> (b n) (h w) c")
         if self.spatial is not None:
             s = self.spatial(s)
-        s = self.cross(s, context=repeat(text, "b l d -> (b t) l d", t=T))
+        s = self.cross(s, context=repeat(text, "b l d -> (b n) l d", n=N))
         if self.temporal is None:
-            return rearrange(s, "(b t) (h w) c -> b t c h w", b=B, h=H)
-        z = rearrange(s, "(b t) (h w) c -> (b h w) t c", b=B, h=H)
+            return rearrange(s, "(b n) (h w) c -> b n c h w", b=B, h=H)
+        z = rearrange(s, "(b n) (h w) c -> (b h w) n c", b=B, h=H)
         z = self.temporal(z, pos=self.frame_pos(pos_ids))
-        return rearrange(z, "(b h w) t c -> b t c h w", b=B, h=H)
+        return rearrange(z, "(b h w) n c -> b n c h w", b=B, h=H)
 
 
 class TextEncoder(nn.Module):
@@ -236,9 +237,9 @@ class TextEncoder(nn.Module):
 class VideoUNet(nn.Module):
     """eps/v/x0 prediction for a clip of f_p clean context frames joined with f_g noisy target frames.
 
-    forward(x, t, tokens, n_ctx, n_mem=0): x (B, T, 3, H, W); t (B, T) long noise levels, 0 for clean context
-    frames (our choice: the paper does not say how the network tells context from targets); tokens (B, L);
-    n_ctx = f_p; the first n_mem context frames are retrieved memory frames. Returns (B, T, 3, H, W).
+    forward(x, t, tokens, n_ctx): x (B, N, 3, H, W); t (B, N) long noise levels, 0 for clean context frames
+    (our choice: the paper does not say how the network tells context from targets); tokens (B, L);
+    n_ctx = f_p. Returns (B, N, 3, H, W).
     """
 
     def __init__(self, cfg):
@@ -267,35 +268,37 @@ class VideoUNet(nn.Module):
             c_prev = c if lv == 0 else ch[lv - 1]
         self.out = nn.Sequential(nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3, 3, padding=1))
 
-    def forward(self, x, t, tokens, n_ctx, n_mem=0):
-        B, T = x.shape[:2]
+    def frame_positions(self, N, n_ctx, device):
+        """(N,) index of each frame's offset to the last context frame (0; targets 1..f_g; context <= 0), shifted
+        to >= 0. Context frames 2K or more frames back all take index 0, "from memory" (our choice)."""
         K = self.cfg.chunk
-        if T - n_ctx > 2 * K:  # the offset tables hold offsets -2K .. +2K: 4K + 1 entries
-            raise ValueError(f"at most 2K = {2 * K} target frames per clip, got {T - n_ctx}")
-        # frame offset to the last context frame (0; targets 1..f_g; context <= 0), shifted to an index >= 0.
-        # Context frames 2K or more frames back, and the n_mem retrieved frames at the front of the context
-        # (out of time order), all take index 0: "from memory" (our choice; see the memory matrix, README)
-        pos_ids = (torch.arange(T, device=x.device) - (n_ctx - 1)).clamp(min=-2 * K) + 2 * K
-        pos_ids[:n_mem] = 0
+        return (torch.arange(N, device=device) - (n_ctx - 1)).clamp(min=-2 * K) + 2 * K
+
+    def forward(self, x, t, tokens, n_ctx):
+        B, N = x.shape[:2]
+        K = self.cfg.chunk
+        if N - n_ctx > 2 * K:  # the offset tables hold offsets -2K .. +2K: 4K + 1 entries
+            raise ValueError(f"at most 2K = {2 * K} target frames per clip, got {N - n_ctx}")
+        pos_ids = self.frame_positions(N, n_ctx, x.device)  # (N,)
         emb = self.time_mlp(sinusoidal(t.flatten() * (1000.0 / self.cfg.timesteps), self.cfg.channels))
-        emb = rearrange(emb, "(b t) e -> b t e", b=B) + self.offset_emb(pos_ids)  # (B, T, E)
+        emb = rearrange(emb, "(b n) e -> b n e", b=B) + self.offset_emb(pos_ids)  # (B, N, E)
         text = self.text(tokens)  # (B, L, D)
         if self.cfg.cond_last_frame:  # every frame also sees the last clean context frame (our choice)
             last = x[:, n_ctx - 1] if n_ctx > 0 else torch.zeros_like(x[:, 0])  # no context: zeros
-            x = torch.cat([x, repeat(last, "b c h w -> b t c h w", t=T)], dim=2)
-        h = rearrange(self.inp(rearrange(x, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=B)
+            x = torch.cat([x, repeat(last, "b c h w -> b n c h w", n=N)], dim=2)
+        h = rearrange(self.inp(rearrange(x, "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=B)
         hs = []
         for res, attn, down in self.down:
             h = attn(res(h, emb), text, pos_ids)
             hs.append(h)
-            h = rearrange(down(rearrange(h, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=B)
+            h = rearrange(down(rearrange(h, "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=B)
         h = self.mid2(self.mid_attn(self.mid1(h, emb), text, pos_ids), emb)
         for res, attn, up in self.up:
             h = attn(res(torch.cat([h, hs.pop()], dim=2), emb), text, pos_ids)
             if not isinstance(up, nn.Identity):
-                z = F.interpolate(rearrange(h, "b t c h w -> (b t) c h w"), scale_factor=2, mode="nearest")
-                h = rearrange(up(z), "(b t) c h w -> b t c h w", b=B)
-        return rearrange(self.out(rearrange(h, "b t c h w -> (b t) c h w")), "(b t) c h w -> b t c h w", b=B)
+                z = F.interpolate(rearrange(h, "b n c h w -> (b n) c h w"), scale_factor=2, mode="nearest")
+                h = rearrange(up(z), "(b n) c h w -> b n c h w", b=B)
+        return rearrange(self.out(rearrange(h, "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=B)
 
 
 # ============================================================================= masked conditional diffusion
@@ -314,7 +317,7 @@ class Diffusion:
         self.abar = (f / f[0]).clamp(min=1e-5).float().to(device)
 
     def _ab(self, t):
-        """abar_t shaped to broadcast over (B, T, C, H, W) from t of shape (B,) or ()."""
+        """abar_t shaped to broadcast over (B, N, C, H, W) from t of shape (B,) or ()."""
         return self.abar[t].reshape(-1, 1, 1, 1, 1)
 
     def q_sample(self, x0, t, eps):
@@ -336,47 +339,44 @@ class Diffusion:
             return ab.sqrt() * x_t - (1 - ab).sqrt() * pred, (1 - ab).sqrt() * x_t + ab.sqrt() * pred
         return pred, (x_t - ab.sqrt() * pred) / (1 - ab).sqrt()  # eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)
 
-    def loss(self, model, ctx, x0, tokens, p_uncond=0.0, generator=None, rows=None, n_mem=0):
+    def draw(self, x0, p_uncond=0.0, generator=None):
+        """The loss's random draws for a batch of clean targets x0 (B, f_g, 3, H, W): one noise level t (B,) per
+        clip, the noise eps like x0, and which clips drop their action (B,) bool (classifier-free guidance)."""
+        B, dev = x0.shape[0], x0.device
+        rdev = "cpu" if generator is not None else dev  # a seeded torch.Generator lives on the CPU
+        t = torch.randint(1, self.T + 1, (B,), generator=generator, device=rdev).to(dev)
+        eps = torch.randn(x0.shape, generator=generator, device=rdev).to(dev)
+        drop = (torch.rand(B, generator=generator, device=rdev) < p_uncond).to(dev) if p_uncond > 0 else None
+        return t, eps, drop
+
+    def loss(self, model, ctx, x0, tokens, p_uncond=0.0, generator=None, draws=None):
         """The masked conditional loss (slow learning):
             L = E_{t, eps} || target - net([x_ctx ; x_t], t, a) ||^2   over the f_g target frames only.
         ctx: (B, f_p, 3, H, W) clean; x0: (B, f_g, 3, H, W) clean targets; tokens: (B, L).
         With f_p = 0 and the null action this is the fast loss of TEMP-LoRA (all frames noised, loss on all).
-        n_mem: the first n_mem context frames are retrieved memory frames (VideoUNet.forward).
-        rows (multi-process training): the slice of the batch this process computes. t, eps and the action
-        dropout are drawn for the whole batch first, so each process gets the draws one process would.
-        """
+        draws: (t, eps, drop) from `draw`, when the caller fixes them (e.g. each process of a multi-process
+        batch keeps its rows of the whole batch's draws); drawn here otherwise."""
         B, f_p = ctx.shape[:2]
-        dev = x0.device
-        rdev = "cpu" if generator is not None else dev  # a seeded torch.Generator lives on the CPU
-        t = torch.randint(1, self.T + 1, (B,), generator=generator, device=rdev).to(dev)  # one t per clip
-        eps = torch.randn(x0.shape, generator=generator, device=rdev).to(dev)
-        drop = None
-        if p_uncond > 0:  # classifier-free guidance: drop the action with probability p_uncond
-            drop = (torch.rand(B, generator=generator, device=rdev) < p_uncond).to(dev)
-        if rows is not None:
-            ctx, x0, tokens, t, eps = ctx[rows], x0[rows], tokens[rows], t[rows], eps[rows]
-            drop = None if drop is None else drop[rows]
-            B = x0.shape[0]
-        x_t = self.q_sample(x0, t, eps)
-        if drop is not None:
-            tokens = torch.where(drop[:, None], null_tokens(B, dev), tokens)
-        t_frames = torch.cat([torch.zeros(B, f_p, dtype=torch.long, device=dev), t[:, None].expand(B, x0.shape[1])], 1)
-        pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p, n_mem)[:, f_p:]  # the mask: targets only
+        t, eps, drop = self.draw(x0, p_uncond, generator) if draws is None else draws
+        x_t = self.q_sample(x0, t, eps)                                   # only the targets are noised
+        if drop is not None:                                              # the null action, with probability p_uncond
+            tokens = torch.where(drop[:, None], null_tokens(B, x0.device), tokens)
+        t_frames = torch.cat([torch.zeros(B, f_p, dtype=torch.long, device=x0.device), t[:, None].expand(B, x0.shape[1])], 1)
+        pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p)[:, f_p:]  # the mask: targets only
         return F.mse_loss(pred.float(), self.target(x0, t, eps))
 
-    def guided(self, model, clip, t_frames, tokens, f_p, g, n_mem=0):
+    def guided(self, model, clip, t_frames, tokens, f_p, g):
         """Classifier-free guidance: pred = pred(null) + g (pred(a) - pred(null)), in one batched forward."""
         null = null_tokens(clip.shape[0], clip.device)
-        both = model(torch.cat([clip, clip]), torch.cat([t_frames, t_frames]), torch.cat([tokens, null]), f_p, n_mem)[:, f_p:]
+        both = model(torch.cat([clip, clip]), torch.cat([t_frames, t_frames]), torch.cat([tokens, null]), f_p)[:, f_p:]
         cond, uncond = both.chunk(2)
         return uncond + g * (cond - uncond)
 
     @torch.no_grad()
-    def sample(self, model, ctx, tokens, n_frames, generator=None, steps=None, guidance=None, eta=None, n_mem=0):
+    def sample(self, model, ctx, tokens, n_frames, generator=None, steps=None, guidance=None, eta=None):
         """DDIM (eta = 0) or DDPM-like ancestral (eta = 1) sampling of n_frames after the context.
         At every step the clean context frames are put back in front of the noisy frames and only
-        the new frames are updated. ctx: (B, f_p, 3, H, W), its first n_mem frames retrieved memory frames;
-        returns (B, n_frames, 3, H, W)."""
+        the new frames are updated. ctx: (B, f_p, 3, H, W); returns (B, n_frames, 3, H, W)."""
         steps = steps or self.cfg.sample_steps
         g = self.cfg.guidance if guidance is None else guidance
         eta = self.cfg.eta if eta is None else eta
@@ -387,7 +387,7 @@ class Diffusion:
         for t, s in zip(ts[:-1], ts[1:]):
             clip = torch.cat([ctx, x], dim=1)  # [x_ctx ; x_t]: context put back at every step
             tf = torch.tensor([0] * f_p + [t] * n_frames, device=dev).expand(B, -1)
-            pred = model(clip, tf, tokens, f_p, n_mem)[:, f_p:] if g == 1.0 else self.guided(model, clip, tf, tokens, f_p, g, n_mem)
+            pred = model(clip, tf, tokens, f_p)[:, f_p:] if g == 1.0 else self.guided(model, clip, tf, tokens, f_p, g)
             tt = torch.tensor(t, device=dev)
             x0, eps = self.x0_eps(x, tt, pred.float())
             x0 = x0.clamp(-1, 1)
@@ -556,32 +556,20 @@ def set_trainable(model, which):
 
 
 # ============================================================================= fast learning (Algorithm 1a)
-def fast_window(history, cfg, rng):
-    """The clip the TEMP-LoRA learns from after a chunk; history: list of (1, T_i, 3, H, W) chunks, the
-    first one the start frame. Returns (context, target, use_action):
-      local    [X_{i-1} ; X_i] as targets, no context, null action (the paper's local rule)
-      original context X_{i-1} (clean), target X_i, with the action (text Temp-LoRA, Wang et al. 2024)
-      global   [X_{j-1} ; X_j] for a j drawn from the whole generated history (the paper's ablation).
-    With cfg.fast_reverse (ours, not the paper's) the local / global window is learned twice in one batch:
-    as played and played backwards, the view of the same places when the camera walks back."""
-    i = len(history) - 1
-    if cfg.fast_rule == "global":
-        i = int(rng.integers(1, len(history)))
-    prev, cur = history[i - 1], history[i]
-    if cfg.fast_rule == "original":
-        return prev, cur, True
-    window = torch.cat([prev, cur], dim=1)  # (1, T, 3, H, W)
-    if cfg.fast_reverse:  # ours: the same frames played backwards, as a camera retracing its path sees them
-        window = torch.cat([window, window.flip(1)])  # (2, T, 3, H, W)
-    # local / global: no clean context (f_p = 0), so Diffusion.loss noises all frames with one t and scores them all:
-    #   L_fast = E_{t, eps} || target - net_{Phi+Theta}(sqrt(abar_t) z' + sqrt(1 - abar_t) eps, t, null) ||^2,
-    #   z' = [X_{i-1} ; X_i]  (target: x0 here, eps in the paper; the caller passes the null action)
-    return window[:, :0], window, False
+def local_window(history, tokens):
+    """The paper's local rule: after chunk i the TEMP-LoRA learns the window z' = [X_{i-1} ; X_i], all of it a
+    target, with no clean context (f_p = 0) and the null action. history: list of (1, N_i, 3, H, W) chunks, the
+    start frame first; tokens: the newest chunk's action (unused by this rule).
+    Returns (context (1, 0, 3, H, W), target (1, N, 3, H, W), tokens (1, L))."""
+    window = torch.cat([history[-2], history[-1]], dim=1)  # z' = [X_{i-1} ; X_i]: (1, N, 3, H, W)
+    # with no context, Diffusion.loss noises all frames with one t and scores them all:
+    #   L_fast = E_{t, eps} || target - net_{Phi+Theta}(sqrt(abar_t) z' + sqrt(1 - abar_t) eps, t, null) ||^2
+    #   (target: x0 here, eps in the paper)
+    return window[:, :0], window, null_tokens(1, window.device)
 
 
 def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, explode=100.0):
-    """Theta <- Theta - lr * Adam(grad_Theta L_fast), Phi frozen; returns the last loss.
-    L_fast = E || target - net_{Phi+Theta}(z'_t, t, a) ||^2 (see Diffusion.loss).
+    """Theta <- Theta - lr * Adam(grad_Theta L_fast), Phi frozen, `steps` times; returns the last loss.
     A diverging update (a NaN / inf loss or weight, or a loss `explode` times the first) is rolled back:
     Theta and the optimizer return to where they were, and the returned loss is nan."""
     set_trainable(model, "fast")
@@ -604,12 +592,11 @@ def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, e
     return last
 
 
-def fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, generator=None):
-    """Algorithm 1a's update after a chunk: the window of cfg.fast_rule (fast_window) learned for
-    cfg.fast_steps steps; `tokens` (1, L), the newest chunk's action, is used only where the rule is
-    conditioned on it (original), the null action otherwise. Returns the last loss (nan: rolled back)."""
-    ctx, x0, use_action = fast_window(history, cfg, rng)
-    tokens = tokens if use_action else null_tokens(x0.shape[0], x0.device)
+def fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, generator=None, window=local_window):
+    """Algorithm 1a's update after a chunk: the window of the fast rule (the paper's `local_window`; the lab
+    passes others) learned for cfg.fast_steps steps. tokens (1, L): the newest chunk's action.
+    Returns the last loss (nan: rolled back)."""
+    ctx, x0, tokens = window(history, tokens)
     return fast_update(model, diffusion, opt, ctx, x0, tokens, cfg.fast_steps, generator)
 
 
@@ -618,61 +605,61 @@ def fast_generator(seed):
     return torch.Generator().manual_seed(seed + 1)
 
 
-def generate_long(model, diffusion, cfg, first_frame, actions, fast=None, seed=0, memory=None, progress=None,
-                  frozen_lora=None):
-    """Chunk-by-chunk generation (context = the previous chunk), with TEMP-LoRA fast learning after every
-    chunk when `fast` (Algorithm 1a). first_frame: (H, W, 3) uint8; actions: one text per chunk.
-    memory: a dict from a previous call's result["memory"] to continue from (LoRA, optimizer, chunk, context).
-    Without fast learning any LoRA layers are reset (no memory), or hold `frozen_lora` (a control).
-    Returns dict(frames=(N, H, W, 3) uint8 for the new frames (the start frame first unless continuing),
-    fast_losses, memory)."""
-    fast = cfg.fast if fast is None else fast
+def generate_long(model, diffusion, cfg, first_frame, actions, fast_learning=None, seed=0, memory=None, progress=None,
+                  window=local_window):
+    """Algorithm 1a: long video generation, chunk by chunk, with TEMP-LoRA fast learning after every chunk.
+
+        Theta <- a fresh LoRA                                 (or the one a saved `memory` holds)
+        for i = 1 .. I:                                       (one action a_i per chunk)
+            X_i ~ p(X_i | X_{i-1}, a_i; Phi + Theta)          sample K frames, the previous chunk as context
+            Theta <- Theta - lr grad L_fast([X_{i-1} ; X_i])  fast learning, Phi frozen (if fast_learning)
+
+    first_frame: (H, W, 3) uint8, X_0; actions: one text per chunk. fast_learning: default cfg.fast_learning.
+    memory: a previous call's result["memory"] (the last chunks, Theta, its optimizer, the noise generators) to
+    continue that video exactly; first_frame is then ignored. Without fast learning Theta stays as it starts.
+    Returns dict(frames=(1 + I K, H, W, 3) uint8, the start frame first unless continuing, fast_losses, memory)."""
+    fast_learning = cfg.fast_learning if fast_learning is None else fast_learning
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)  # the sampler's noise
-    # fast learning draws its t and eps from its own generator (our choice), so a video with fast learning
-    # is sampled from the same noise as one without: rows with and without memory compare paired
-    fast_gen = fast_generator(seed)
-    rng = np.random.default_rng(seed)
+    if fast_learning and not lora_modules(model):
+        raise ValueError("fast learning needs LoRA layers: call add_lora(model, ...) or with_lora(model, cfg) first")
     model.eval()
     # Phi is frozen while a video is generated (only Theta learns). Set here, not left to the caller: PyTorch may
     # pick another matmul kernel for a weight that requires grad, even under no_grad, so the flags change the last bits
     set_trainable(model, "fast")
-    if fast and not lora_modules(model):
-        raise ValueError("fast learning needs LoRA layers: call add_lora(model, ...) first")
-    reset_lora(model)  # fresh fast weights for every episode (no LoRA layers: nothing to do)
-    if frozen_lora is not None and not fast:
-        load_lora_state(model, frozen_lora)
-    opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr) if fast else None  # one optimizer per episode
+    gen = torch.Generator().manual_seed(seed)  # the sampler's noise
+    # fast learning draws its t and eps from its own generator (our choice), so a video with fast learning
+    # is sampled from the same noise as one without: rows with and without memory compare paired
+    fast_gen = fast_generator(seed)
+    reset_lora(model)  # Theta fresh for every episode (no LoRA layers: nothing to do)
+    opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr) if fast_learning else None  # one per episode
     if memory is None:
-        history = [to_model(first_frame[None, None], dev)]  # (1, 1, 3, H, W)
+        history = [to_model(first_frame[None, None], dev)]  # [X_0]: (1, 1, 3, H, W)
         out, chunk0 = [history[0]], 0
-    else:
-        history, out, chunk0 = [m.to(dev) for m in memory["history"]], [], memory["chunk"]
-        if fast:
+    else:  # continue: the context, Theta, its optimizer and both generators as they were
+        history, out, chunk0 = [h.to(dev) for h in memory["history"]], [], memory["chunk"]
+        if memory["lora"]:
             load_lora_state(model, memory["lora"])
+        if fast_learning:
             opt.load_state_dict(memory["opt"])
         gen.set_state(memory["gen"])
         fast_gen.set_state(memory["fast_gen"])
-        rng.bit_generator.state = memory["rng"]
     losses = []
     for a in (progress or (lambda x: x))(actions):
-        tokens = action_tokens([a], dev)
+        tokens = action_tokens([a], dev)                                  # a_i: (1, L)
         merge_lora(model)  # sample with W + (alpha / r) B A folded in: no LoRA cost per denoising step
         try:
-            y = diffusion.sample(model, history[-1], tokens, cfg.chunk, generator=gen)  # (1, K, 3, H, W)
+            X_i = diffusion.sample(model, history[-1], tokens, cfg.chunk, generator=gen)  # (1, K, 3, H, W)
         finally:
             unmerge_lora(model)  # exact: the slow W comes back bit for bit
-        history.append(y)
-        out.append(y)
-        if fast:  # store this chunk in the fast weights before generating the next one
-            losses.append(fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, fast_gen))
+        history.append(X_i)
+        out.append(X_i)
+        if fast_learning:  # store this chunk in the fast weights before generating the next one
+            losses.append(fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, fast_gen, window))
             if not math.isfinite(losses[-1]):
                 print(f"warning: fast-learning update after chunk {chunk0 + len(losses) - 1} diverged and was rolled back")
-            model.eval()
-    history = history[-2:] if cfg.fast_rule != "global" else history
-    memory = dict(history=[h.cpu() for h in history], chunk=chunk0 + len(actions), gen=gen.get_state(),
-                  fast_gen=fast_gen.get_state(), rng=rng.bit_generator.state, lora=lora_state(model) if fast else {},
-                  opt=opt.state_dict() if fast else {})
+    memory = dict(history=[h.cpu() for h in history[-2:]], chunk=chunk0 + len(actions), gen=gen.get_state(),
+                  fast_gen=fast_gen.get_state(), lora=lora_state(model) if fast_learning else {},
+                  opt=opt.state_dict() if fast_learning else {})
     return dict(frames=to_frames(torch.cat(out, dim=1))[0], fast_losses=losses, memory=memory)
 
 
@@ -690,43 +677,36 @@ def sample_loop_episodes(cfg, rng, seeds):
     return episodes
 
 
-def fast_learn_episodes(model, diffusion, cfg, episodes, generator=None):
-    """The inner loop of Algorithm 1b (fast learning, Phi frozen). Returns Ds, the triples
-    (X_i, X_{i+1}, a_i, Theta_i) where the snapshot Theta_i holds the memory of X_0 .. X_i only.
+def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None, window=local_window):
+    """One outer iteration of Algorithm 1b. model carries LoRA layers (Theta) over its slow weights (Phi).
+    Leaves the gradient of the slow loss in Phi's .grad (train.main clips it and steps the slow optimizer).
+    Returns (the slow loss L, Ds: the stored triples with their LoRA snapshots).
 
-        for each episode:
-            Theta = fresh LoRA
-            for i in 0 .. I-1:
-                Ds.append((X_i, X_{i+1}, a_i, Theta))            # a copy: LoRA-sized
-                Theta = fast_update(Theta, X_i joined X_{i+1})
+        Ds = []
+        for each episode (X_0 .. X_I, a_1 .. a_I):                         inner loop: fast learning, Phi frozen
+            Theta <- a fresh LoRA
+            for i = 0 .. I-1:
+                Ds.append((X_i, X_{i+1}, a_{i+1}, Theta_i))                 Theta_i: memory of X_0 .. X_i only
+                Theta <- Theta - lr grad L_fast([X_i ; X_{i+1}])
+        L = mean over Ds of L_slow(X_{i+1} | X_i, a_{i+1}; Phi + Theta_i)   outer step: slow learning, Theta frozen
+        Phi <- Phi - lr grad_Phi L                                          (train.main)
     """
     dev = next(model.parameters()).device
-    null = null_tokens(1, dev)
     Ds = []
-    for frames, actions in episodes:
+    for frames, actions in episodes:                                   # inner loop over episodes
         x = to_model(frames[None], dev)                                # (1, 1 + I K, 3, H, W)
         X = [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1))        # X_0 = the start frame, X_1 .. X_I
         reset_lora(model)                                              # Theta fresh for every episode
         fast_opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr)  # one optimizer per episode
         model.train()
-        for i in range(len(X) - 1):
+        for i in range(len(X) - 1):                                    # ... and over the episode's chunks
             Ds.append((X[i], X[i + 1], action_tokens([actions[i]], dev), lora_state(model)))
-            # the fast loss on X_i joined X_{i+1} (the local rule of fast_window): all frames noised with one t,
-            # loss on all, null action; ground-truth chunks here (our reading: the paper leaves open whether
-            # they are generated)
-            fast_learn_chunk(model, diffusion, fast_opt, X[:i + 2], null, cfg, None, generator)
-    reset_lora(model)
-    return Ds
-
-
-def slow_learn_triples(model, diffusion, cfg, Ds, generator=None):
-    """The outer step of Algorithm 1b (slow learning, Theta frozen): the gradient of
-        L = (1 / |Ds|) sum over (X_i, X_{i+1}, a_i, Theta_i) in Ds of L_slow(X_{i+1} | X_i, a_i; Phi + Theta_i)
-    is left in the slow weights' .grad (the caller clips and steps the slow optimizer). Returns L.
-    Our choice: one optimizer step per outer iteration on the mean over the triples (the paper's pseudocode
-    steps after every triple), so steps, the lr schedule and --resume count outer iterations."""
+            # the fast loss on [X_i ; X_{i+1}] (the paper's local rule); ground-truth chunks here (our reading: the
+            # paper leaves open whether they are generated)
+            fast_learn_chunk(model, diffusion, fast_opt, X[:i + 2], None, cfg, generator, window)
+    # the outer step. Our choice: one optimizer step per outer iteration on the mean over the triples (the paper's
+    # pseudocode steps after every triple), so steps, the lr schedule and --resume count outer iterations
     set_trainable(model, "slow")                                       # Phi trains, Theta frozen
-    model.train()
     total = 0.0
     for x_i, x_next, a_i, theta_i in Ds:
         load_lora_state(model, theta_i)                                # plug in the episode's memory at chunk i
@@ -734,14 +714,7 @@ def slow_learn_triples(model, diffusion, cfg, Ds, generator=None):
         loss.backward()                                                # gradients reach Phi only
         total += loss.item()
     reset_lora(model)
-    return total
-
-
-def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None):
-    """One outer iteration of Algorithm 1b: the inner loop over episodes, then the outer step.
-    model carries LoRA layers (Theta) over its slow weights (Phi). Returns the mean slow loss."""
-    Ds = fast_learn_episodes(model, diffusion, cfg, episodes, generator)   # inner loop: fast learning
-    return slow_learn_triples(model, diffusion, cfg, Ds, generator)        # outer step: slow learning
+    return total, Ds
 
 
 # ============================================================================= checkpoints
@@ -756,6 +729,16 @@ def save_checkpoint(path, state):
     os.replace(tmp, path)
 
 
+RENAMED_FIELDS = {"fast": "fast_learning"}                    # older checkpoints' names of today's fields
+LAB_FIELDS = ("fast_rule", "fast_reverse", "memory_mix")      # settings older checkpoints kept that now live in lab/
+
+
+def upgrade_config(config):
+    """A stored config dict in today's field names (older checkpoints load unchanged)."""
+    config = {RENAMED_FIELDS.get(k, k): v for k, v in config.items()}
+    return {k: v for k, v in config.items() if k not in LAB_FIELDS}
+
+
 def load_checkpoint(path, require=("config", "model")):
     """torch.load(weights_only=True): a file crafted to run code is refused. Errors name the file."""
     if not os.path.isfile(path):
@@ -768,6 +751,7 @@ def load_checkpoint(path, require=("config", "model")):
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in require):
         raise ValueError(f"{path}: not an sfvgen checkpoint (expected a dict with keys {list(require)})")
     if "config" in ckpt:
+        ckpt["config"] = upgrade_config(ckpt["config"])
         unknown = set(ckpt["config"]) - {f.name for f in fields(Config)}
         if unknown:
             raise ValueError(f"{path}: checkpoint from an incompatible config (unknown fields {sorted(unknown)})")

@@ -1,18 +1,17 @@
-"""Slow learning: train the masked conditional video diffusion model on the action world.
+"""Slow learning: train the masked conditional video diffusion model; with --loop, the slow-fast learning loop.
 
-    python train.py --preset tiny --out runs/tiny                   # train (2-core CPU friendly)
-    python train.py --preset tiny --out runs/tiny --resume on       # continue exactly where it stopped
+    python train.py --preset tiny --out runs/tiny                   # train on the built-in world (2-core CPU friendly)
+    python train.py --preset tiny --out runs/tiny --resume          # continue exactly where it stopped
+    python train.py --data my_videos/ --out runs/mine               # train on your own videos (annotations.jsonl)
     python train.py --export runs/tiny/ckpt.pt small.pt             # EMA weights in half precision (for sharing)
-    torchrun --standalone --nproc_per_node=8 train.py --preset gpu  # several GPUs (DDP); --batch stays global
-    python train.py --loop on --init checkpoints/tiny.pt --lr 1e-4 --warmup 0 --out runs/tiny-loop
+    python train.py --loop --init checkpoints/tiny.pt --lr 1e-4 --warmup 0 --out runs/tiny-loop
                                                                     # the slow-fast learning loop (Algorithm 1b)
+    torchrun --standalone --nproc_per_node=8 train.py --preset gpu  # several GPUs (DDP); --batch stays global
 
-Reads top to bottom: config, processes and device, seed, model, optimizer, resume, loop (data -> masked
-loss -> step -> EMA -> log / validate / checkpoint). `main(cfg)` is what tests call for a few steps.
-With --loop one step is one outer iteration of Algorithm 1b (sfvgen.slow_fast_iteration): the inner loop
-fast-learns a fresh LoRA on each of --loop-episodes episodes, the outer step trains the slow weights with
-the stored LoRA snapshots plugged in. Checkpoints hold the slow weights only, as in slow learning.
-Under torchrun every process draws the same global batch and computes its own slice; DDP averages the
+`main(cfg)` reads top to bottom: config, processes and device, seed, model, optimizer, resume, then the loop
+(data -> masked loss -> step -> EMA -> log / validate / checkpoint); tests call it for a few steps. With --loop
+one step is one outer iteration of Algorithm 1b (sfvgen.slow_fast_iteration). Checkpoints hold the slow weights.
+Under torchrun every process draws the same global batch and noise and computes its own rows; DDP averages the
 gradients, so N processes take the same steps as one process with the whole batch. Rank 0 writes.
 """
 import copy
@@ -20,7 +19,6 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import time
@@ -66,79 +64,83 @@ def set_rng_state(rng, state, device):
         torch.cuda.set_rng_state(state["cuda"][0], device)
 
 
-def check_writable(folder, need_bytes=0):
-    """Fail before any work when the output folder cannot be created or written, or the disk is nearly full."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, ".write_test")
-        with open(probe, "wb") as f:
-            f.write(b"ok")
-        os.remove(probe)
-    except OSError as e:
-        raise SystemExit(f"error: cannot write to output folder {folder!r} ({e.strerror or e})") from None
-    free = shutil.disk_usage(folder).free
-    if free < need_bytes:
-        raise SystemExit(f"error: only {free / 2**20:.0f} MiB free under {folder!r}; checkpoints need about {need_bytes / 2**20:.0f} MiB")
-
-
 def batch_to(device, batch):
     """numpy (context, tokens, target) -> model tensors on the device."""
     ctx, tok, tgt = batch
     return to_model(ctx, device), torch.as_tensor(tok, device=device), to_model(tgt, device)
 
 
+def world_batches(cfg):
+    """The default source of slow learning's clips: data.sample_batch on the world's seeds (or the pool's)."""
+    if cfg.data:  # your own videos: every clip is cut from the folder's episodes
+        episodes = data.load_folder(cfg.data, cfg.world())
+        if not episodes:
+            raise ValueError(f"{cfg.data}: annotations.jsonl lists no chunks")
+        return lambda rng, seeds, n_ctx=None: data.sample_folder_batch(rng, episodes, cfg.batch, cfg.world(), n_ctx)
+    kinds = tuple(cfg.train_kinds.split(","))
+    return lambda rng, seeds, n_ctx=None: data.sample_batch(rng, seeds, cfg.batch, cfg.world(), n_ctx=n_ctx, kinds=kinds)
+
+
 @torch.no_grad()
-def validation_loss(model, diffusion, cfg, device, n_batches=4):
-    """Masked loss on fixed validation worlds and a fixed noise draw (comparable across steps)."""
+def validation_loss(model, diffusion, cfg, device, batches, n_batches=4):
+    """Masked loss on fixed validation worlds (or your folder) and a fixed noise draw (comparable across steps)."""
     rng, gen = np.random.default_rng(1234), torch.Generator().manual_seed(1234)
     losses = []
     for k in range(n_batches):
-        ctx, tok, tgt = batch_to(device, data.sample_batch(rng, cfg.val_seeds, cfg.batch, cfg.world(), n_ctx=k % cfg.chunk + 1))
+        ctx, tok, tgt = batch_to(device, batches(rng, cfg.val_seeds, n_ctx=k % cfg.chunk + 1))
         losses.append(float(diffusion.loss(model, ctx, tgt, tok, generator=gen)))
     return sum(losses) / len(losses)
 
 
 def sample_gif(model, diffusion, cfg, path):
-    """Generated | ground truth on one validation world, 4 chunks out and 4 back."""
-    seed = cfg.val_seeds[0]
+    """Generated | ground truth: a validation world, 4 chunks out and 4 back (or your folder's first video)."""
     actions = ["go right"] * 4 + ["go left"] * 4
-    truth, _ = data.render_episode(seed, actions, cfg.world())
-    gen = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast=False, seed=0)["frames"]
+    truth = data.render_episode(cfg.val_seeds[0], actions, cfg.world())[0]
+    if cfg.data:
+        actions, truth = data.load_folder(cfg.data, cfg.world())[0]
+    gen = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast_learning=False, seed=0)["frames"]
     data.write_gif(path, np.concatenate([gen, truth], axis=2).repeat(3, 1).repeat(3, 2))
 
 
-def main(cfg, quiet=False):
-    """Slow learning. Returns {"losses": [...], "step": final step}."""
-    device = cli.pick_device(cfg.device)
-    ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ  # started by torchrun: one process per GPU
-    rank, world, rows = 0, 1, None
-    if ddp:
-        rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-        if cfg.batch % world:
-            raise SystemExit(f"error: --batch {cfg.batch} is the global batch; it must divide evenly over {world} processes")
-        if device.type == "mps":
-            raise SystemExit("error: torchrun training needs --device cuda or cpu")
-        if cfg.loop:
-            raise SystemExit("error: --loop runs in one process (each episode's fast weights are its own); start it without torchrun")
-        if device.type == "cuda":
-            device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        per = cfg.batch // world
-        rows = slice(rank * per, (rank + 1) * per)  # this rank's items of the global batch
-    master = rank == 0  # the one process that writes checkpoints, samples and logs
+def start_processes(cfg, device):
+    """torchrun starts one process per GPU (or CPU slot): returns (device, rank, world size, this rank's batch rows),
+    or (device, 0, 1, None) in a plain single process."""
+    if not ("RANK" in os.environ and "WORLD_SIZE" in os.environ):
+        return device, 0, 1, None
+    rank, world, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    if cfg.batch % world:
+        raise SystemExit(f"error: --batch {cfg.batch} is the global batch; it must divide evenly over {world} processes")
+    if device.type == "mps":
+        raise SystemExit("error: torchrun training needs --device cuda or cpu")
+    if cfg.loop:
+        raise SystemExit("error: --loop runs in one process (each episode's fast weights are its own); start it without torchrun")
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    per = cfg.batch // world
+    return device, rank, world, slice(rank * per, (rank + 1) * per)
+
+
+def main(cfg, quiet=False, batches=None, model=None, window=sfvgen.local_window):
+    """Slow learning (or, with cfg.loop, the slow-fast learning loop). Returns {"losses": [...], "step": final step}.
+    The lab's seams: batches(rng, seeds, n_ctx=None) -> (context, tokens, target) numpy clips, default
+    `world_batches(cfg)`; model: the network to train, default VideoUNet(cfg); window: the loop's fast rule."""
+    device, rank, world, rows = start_processes(cfg, cli.pick_device(cfg.device))
+    ddp, master = rows is not None, rank == 0  # the master is the one process that writes checkpoints, samples and logs
     torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later GPUs
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     # the same seed on every rank (unlike nanoGPT): same initial weights, same data and noise draws
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)  # the data stream
+    batches = world_batches(cfg) if batches is None else batches
     ckpt_path = os.path.join(cfg.out, "ckpt.pt")
 
-    model = VideoUNet(cfg).to(device)
+    model = (VideoUNet(cfg) if model is None else model).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     if master:
-        check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; keep room for a few
+        cli.check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; room for a few
     if cfg.init and not cfg.resume:
         init_model, init_cfg, _ = sfvgen.load_model(cfg.init)
         cli.check_weight_fields(cfg.init, init_cfg, cfg)
@@ -173,6 +175,8 @@ def main(cfg, quiet=False):
         if master:
             sfvgen.save_checkpoint(ckpt_path, dict(config=asdict(cfg), step=step, model=sfvgen.slow_state_dict(model), ema=ema.state_dict(),
                                                    optimizer=opt.state_dict(), rng=rng_state(rng, device), pool=pool.seeds))
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:  # a half-precision EMA snapshot (training curves)
+                export(ckpt_path, os.path.join(cfg.out, f"snap_{step:06d}.pt"), quiet=True)
 
     stop_asked = []
     if ddp:  # torchrun passes Ctrl-C on as SIGINT to every rank; they finish the step and stop together
@@ -188,17 +192,15 @@ def main(cfg, quiet=False):
             opt.zero_grad(set_to_none=True)
             if cfg.loop:  # the slow-fast learning loop: inner loop over episodes (fast), then the slow gradient
                 episodes = sfvgen.sample_loop_episodes(cfg, rng, pool.step(rng))
-                batch_loss = torch.tensor(sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes))  # fills Phi's .grad
+                batch_loss = torch.tensor(sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes, window=window)[0])  # fills Phi's .grad
             else:  # slow learning: the masked conditional loss on a batch of (context, action, target) clips
-                seeds = pool.step(rng)  # every rank draws the whole global batch (cheap) and keeps its rows
-                n_mem = 0
-                if cfg.memory_mix > 0 and rng.random() < cfg.memory_mix:  # contexts of the memory matrix's arms
-                    *batch, n_mem = data.sample_memory_batch(rng, seeds, cfg.batch, cfg.world())
-                else:
-                    batch = data.sample_batch(rng, seeds, cfg.batch, cfg.world(), kinds=tuple(cfg.train_kinds.split(",")))
-                ctx, tok, tgt = batch_to(device, batch)
+                ctx, tok, tgt = batch_to(device, batches(rng, pool.step(rng)))
+                draws = diffusion.draw(tgt, cfg.p_uncond)  # t, eps, dropped actions for the whole (global) batch
+                if ddp:  # every rank drew the whole global batch and its noise (cheap) and keeps its rows
+                    ctx, tok, tgt = ctx[rows], tok[rows], tgt[rows]
+                    draws = [None if d is None else d[rows] for d in draws]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, rows=rows, n_mem=n_mem)
+                    loss = diffusion.loss(net, ctx, tgt, tok, draws=draws)
                 loss.backward()
                 batch_loss = loss.detach()
             if ddp:  # the mean of the ranks' slice means is the global batch's loss; all ranks see the same value
@@ -224,7 +226,7 @@ def main(cfg, quiet=False):
                                           minutes=round((time.time() - t_start) / 60, 2))))
             if step % cfg.eval_every == 0 and not quiet:
                 if master:  # on the EMA weights, which are the same on every rank
-                    val = validation_loss(ema, diffusion, cfg, device)
+                    val = validation_loss(ema, diffusion, cfg, device, batches)
                     sample_gif(ema, diffusion, cfg, os.path.join(cfg.out, f"sample_{step:06d}.gif"))
                     bar.write(json.dumps(dict(step=step, val_loss=round(val, 5))))
                 if ddp:
@@ -236,12 +238,9 @@ def main(cfg, quiet=False):
                 out_of_time = bool(flags[0])
                 if flags[1]:
                     raise KeyboardInterrupt
-            if step % cfg.ckpt_every == 0 or step == cfg.max_steps or out_of_time:
+            if step % cfg.ckpt_every == 0 or step == cfg.max_steps or out_of_time or \
+                    (cfg.snapshot_every and step % cfg.snapshot_every == 0):
                 checkpoint()
-            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-                checkpoint()
-                if master:
-                    export(ckpt_path, os.path.join(cfg.out, f"snap_{step:06d}.pt"), quiet=True)
             if out_of_time:
                 if master:
                     bar.write(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
@@ -249,7 +248,7 @@ def main(cfg, quiet=False):
     except KeyboardInterrupt:
         checkpoint()
         if master:
-            print(f"\ninterrupted at step {step}: checkpoint saved to {ckpt_path}; continue with the same flags and --resume on")
+            print(f"\ninterrupted at step {step}: checkpoint saved to {ckpt_path}; continue with the same flags and --resume")
         if ddp:
             dist.destroy_process_group()
         sys.exit(130)
