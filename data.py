@@ -447,6 +447,24 @@ def sample_folder_batch(rng, episodes, batch, spec=WorldSpec(), n_ctx=None):
     return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt)
 
 
+def write_example_folder(folder, n_videos=4, spec=WorldSpec(size=64, canvas=512, speed=8), seed=0):
+    """A small own-data folder to try `train.py --data` on: episodes of the world saved as .npy videos (64x64, so
+    the loader resizes them; not GIF, whose writer merges identical frames) with an annotations.jsonl whose
+    chunks say where each action starts and ends."""
+    os.makedirs(folder, exist_ok=True)
+    rng, lines = np.random.default_rng(seed), []
+    for v in range(n_videos):
+        actions = make_actions("random", rng, n=2)
+        frames, _ = render_episode(900_000 + v, actions, spec)
+        np.save(os.path.join(folder, f"video{v}.npy"), frames)
+        K = spec.chunk
+        lines.append(dict(video=f"video{v}.npy", chunks=[dict(action=a, start=1 + i * K, end=1 + (i + 1) * K)
+                                                         for i, a in enumerate(actions)]))
+    with open(os.path.join(folder, "annotations.jsonl"), "w") as f:
+        f.write("".join(json.dumps(line) + "\n" for line in lines))
+    return folder
+
+
 # ----------------------------------------------------------------------------- preview and benchmark
 def write_gif(path, frames, fps=8):
     """(N, H, W, 3) uint8 -> an animated GIF, written to a temp name and renamed (never half-written)."""
@@ -493,6 +511,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description="The action world: preview episodes or time the renderer.")
     p.add_argument("--preview", metavar="GIF", help="write a GIF of two episodes of every trajectory kind")
     p.add_argument("--bench", action="store_true", help="measure rendering frames per second on one core")
+    p.add_argument("--example-folder", metavar="DIR", help="write a small own-data folder (videos + annotations.jsonl) for train.py --data")
     p.add_argument("--size", type=int, default=32, help="view size in pixels (default 32)")
     p.add_argument("--dynamics", action="store_true", help="add the bouncing ball and the blinking light")
     args = p.parse_args()
@@ -501,5 +520,8 @@ if __name__ == "__main__":
         preview(args.preview, spec)
     if args.bench:
         bench(spec)
-    if not (args.preview or args.bench):
+    if args.example_folder:
+        write_example_folder(args.example_folder)
+        print(f"wrote {args.example_folder}: 4 videos and annotations.jsonl; train on it with python train.py --data {args.example_folder}")
+    if not (args.preview or args.bench or args.example_folder):
         p.print_help()

@@ -707,6 +707,7 @@ def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None, window=
     # the outer step. Our choice: one optimizer step per outer iteration on the mean over the triples (the paper's
     # pseudocode steps after every triple), so steps, the lr schedule and --resume count outer iterations
     set_trainable(model, "slow")                                       # Phi trains, Theta frozen
+    model.zero_grad(set_to_none=True)                                  # the fast updates' gradients are not this step's
     total = 0.0
     for x_i, x_next, a_i, theta_i in Ds:
         load_lora_state(model, theta_i)                                # plug in the episode's memory at chunk i

@@ -192,7 +192,8 @@ def main(cfg, quiet=False, batches=None, model=None, window=sfvgen.local_window)
             opt.zero_grad(set_to_none=True)
             if cfg.loop:  # the slow-fast learning loop: inner loop over episodes (fast), then the slow gradient
                 episodes = sfvgen.sample_loop_episodes(cfg, rng, pool.step(rng))
-                batch_loss = torch.tensor(sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes, window=window)[0])  # fills Phi's .grad
+                loss, _ = sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes, window=window)  # fills Phi's .grad
+                batch_loss = torch.tensor(loss)
             else:  # slow learning: the masked conditional loss on a batch of (context, action, target) clips
                 ctx, tok, tgt = batch_to(device, batches(rng, pool.step(rng)))
                 draws = diffusion.draw(tgt, cfg.p_uncond)  # t, eps, dropped actions for the whole (global) batch

@@ -15,7 +15,8 @@ import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+pytestmark = [pytest.mark.heavy,
+              pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")]
 
 
 def test_two_processes_take_the_same_steps_as_one_process_with_the_same_global_batch(tmp_path):

@@ -46,9 +46,9 @@ class Spy(torch.nn.Module):
         super().__init__()
         self.model, self.junk, self.calls = model, junk, []
 
-    def forward(self, x, t, tokens, n_ctx, n_mem=0):
+    def forward(self, x, t, tokens, n_ctx):
         self.calls.append((x.clone(), t.clone()))
-        out = self.model(x, t, tokens, n_ctx, n_mem)
+        out = self.model(x, t, tokens, n_ctx)
         return torch.cat([out[:, :n_ctx] + self.junk, out[:, n_ctx:]], dim=1)
 
 
@@ -121,8 +121,12 @@ def test_a_few_hundred_steps_on_one_batch_cut_the_loss_tenfold():
 
 def test_flags_parse_and_unknown_or_bad_ones_fail(capsys):
     p = cli.config_parser("test")
-    cfg = cli.config_from_args(p.parse_args(["--preset", "small", "--lora-rank", "16", "--mults", "1,2,2,2", "--fast", "off"]))
-    assert (cfg.size, cfg.lora_rank, cfg.mults, cfg.fast) == (64, 16, (1, 2, 2, 2), False)
+    cfg = cli.config_from_args(p.parse_args(["--preset", "small", "--lora-rank", "16", "--mults", "1,2,2,2", "--fast-learning", "off"]))
+    assert (cfg.size, cfg.lora_rank, cfg.mults, cfg.fast_learning) == (64, 16, (1, 2, 2, 2), False)
+    # booleans: bare, negated, or an explicit value
+    assert cli.config_from_args(p.parse_args(["--loop"])).loop is True
+    assert cli.config_from_args(p.parse_args(["--loop", "--no-loop"])).loop is False
+    assert cli.config_from_args(p.parse_args(["--loop", "on", "--bf16"])).bf16 is True
     with pytest.raises(SystemExit):
         p.parse_args(["--no-such-flag", "1"])
     with pytest.raises(ValueError, match="preset"):

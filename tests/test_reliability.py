@@ -57,6 +57,7 @@ def test_sigkill_then_resume_reaches_the_same_weights_bit_for_bit(tmp_path):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
 
 
+@pytest.mark.heavy
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     cfg = micro_cfg(out=str(tmp_path), max_steps=100000, ckpt_every=1000, log_every=1)
     proc = start(cfg)
@@ -77,7 +78,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     (["--size", "30"], "cannot be halved"),
     (["--batch", "0"], "must be positive"),
     (["--lora-targets", "everything"], "lora-targets"),
-    (["--loop", "on", "--fast-rule", "global"], "local rule"),
+    (["--loop", "--data", "no/such/folder"], "annotations.jsonl"),
 ])
 def test_bad_training_flags_are_refused_before_any_work(tmp_path, args, msg):
     out = tmp_path / "never"
@@ -90,8 +91,8 @@ def test_bad_training_flags_are_refused_before_any_work(tmp_path, args, msg):
     (["--actions", "go right*x"], "repeat count"),
     (["--actions", "go sideways"], "vocabulary"),
     (["--ckpt", "no/such/file.pt"], "no such checkpoint"),
-    (["--timesteps", "500"], "trained with --timesteps 1000"),
-    (["--chunk", "8"], "trained with --chunk 4"),
+    (["--timesteps", "500"], "--timesteps is a training setting"),
+    (["--lr", "1e-3"], "--lr is a training setting"),
 ])
 def test_bad_generation_input_is_refused_with_a_message(tmp_path, args, msg):
     base = ["--ckpt", "checkpoints/tiny.pt", "--out", str(tmp_path / "o")]

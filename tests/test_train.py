@@ -2,10 +2,12 @@
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from conftest import micro_cfg
 
+import data
 import sfvgen
 import train
 
@@ -78,3 +80,17 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
         train.main(cfg, quiet=True)
     ckpt = sfvgen.load_checkpoint(str(tmp_path / "ckpt.pt"))
     assert ckpt["step"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_own_data_clips_are_cut_from_the_folder_and_train_py_data_trains_on_them(tmp_path):
+    folder = data.write_example_folder(str(tmp_path / "videos"), n_videos=2)
+    cfg = micro_cfg(data=folder, out=str(tmp_path / "run"), max_steps=2)
+    episodes = data.load_folder(folder, cfg.world())
+    ctx, tok, tgt = data.sample_folder_batch(np.random.default_rng(0), episodes, 8, cfg.world(), n_ctx=1)
+    for c, a, g in zip(ctx, tok, tgt):  # every clip: consecutive frames of one video, with that chunk's action
+        clip = np.concatenate([c, g])
+        hits = [(actions, i) for actions, frames in episodes for i in range(len(frames) - len(clip) + 1)
+                if np.array_equal(frames[i:i + len(clip)], clip)]
+        assert hits and any(data.tokenize(actions[(i + 1) // cfg.chunk]) == list(a) for actions, i in hits)
+    out = train.main(cfg, quiet=True)
+    assert out["step"] == 2 and sfvgen.load_checkpoint(str(tmp_path / "run" / "ckpt.pt"))["config"]["data"] == folder
