@@ -1,10 +1,11 @@
-# make demo: install, then generate a long video with and without fast learning from the committed
-#            tiny checkpoint (train it yourself with `make train`), print the metrics, write the GIFs.
-# make test: install the test needs, run the tests.
+# make demo:  install, then generate a long video with and without fast learning from the committed tiny checkpoint,
+#             print the metrics, write out/demo/video.gif and docs/demo.gif (train your own with `make train`)
+# make test:  install the test needs, run the tests (make test-quick skips the heavy ones)
 PY ?= python
 CKPT ?= checkpoints/tiny.pt
+HW ?= 1
 
-.PHONY: install demo train test bench preview
+.PHONY: install demo train test test-quick bench preview play grade handout
 
 install:
 	$(PY) -m pip install -q -r requirements.txt
@@ -12,9 +13,10 @@ install:
 demo: install
 	$(PY) data.py --preview out/world.gif
 	$(PY) generate.py --ckpt $(CKPT) --world-seed 200001 --actions "go right*2,go down*2,go up*2,go left*2" --out out/demo
-	@echo "the video is out/demo/video.gif (without memory | with memory | ground truth); the world preview is out/world.gif"
+	cp out/demo/video.gif docs/demo.gif
+	@echo "the video is out/demo/video.gif (also docs/demo.gif): without memory | with memory | ground truth"
 
-# the recipe of checkpoints/tiny.pt (README): 14.5 minutes on one H100, many hours on a CPU
+# the recipe of checkpoints/tiny.pt (docs/engineering.md): 14.5 minutes on one H100, many hours on a CPU
 train: install
 	$(PY) train.py --preset tiny --batch 128 --lr 1e-3 --warmup 500 --max-steps 1000 --ema-decay 0.9995 --out runs/tiny-a
 	$(PY) train.py --preset tiny --batch 128 --lr 5e-4 --warmup 100 --max-steps 1100 --init runs/tiny-a/ckpt.pt --out runs/tiny
@@ -25,8 +27,22 @@ test:
 	$(PY) -m pip install -q -r requirements.txt pytest
 	$(PY) -m pytest -q tests
 
+test-quick:
+	$(PY) -m pip install -q -r requirements.txt pytest
+	$(PY) -m pytest -q -m "not heavy" tests
+
 bench: install
-	$(PY) bench.py
+	$(PY) -m lab.bench
 
 preview: install
 	$(PY) data.py --preview out/world.gif
+
+play: install
+	$(PY) play.py --ckpt $(CKPT)
+
+# classroom: grade assignment HW of the project in this folder (or ROOT=a student's copy); write a student copy
+grade:
+	$(PY) -m exercises.grade $(HW) $(if $(ROOT),--root $(ROOT),)
+
+handout:
+	$(PY) -m exercises.make_handout $(or $(OUT),out/handout)
