@@ -312,59 +312,6 @@ def sample_batch(rng, seeds, batch, spec=WorldSpec(), n_ctx=None, kinds=("random
     return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt)
 
 
-MEMORY_MODES = ("window2", "window4", "all", "retrieve", "random")
-
-
-def revisit_matches(positions, frame_ids, before):
-    """Pose retrieval: for each frame in frame_ids, the earliest frame m < before whose camera corner is the
-    same (an exact revisit). Returns a list of those m, in frame_ids' order (frames with no match: none)."""
-    out = []
-    for n in frame_ids:
-        same = np.flatnonzero((positions[:max(before, 0)] == positions[n]).all(axis=1))
-        if len(same):
-            out.append(int(same[0]))
-    return out
-
-
-def sample_memory_batch(rng, seeds, batch, spec=WorldSpec(), mode=None, n_out=None):
-    """Training clips for the memory arms (the memory matrix, generate.py --memory-matrix): chunk i of an
-    out-and-back episode of n_out in 2..4 outward chunks, predicted from one of these contexts (one per batch):
-      window2, window4  the last 2 or 4 chunks (the start frame repeated where the episode is shorter)
-      all               every frame before chunk i (the episode so far: the ceiling arm)
-      retrieve          the earlier frames at the target frames' poses, outside the last chunk, then the last chunk
-      random            as many frames drawn at random from that same pool, then the last chunk
-    retrieve and random predict a chunk of the return leg, where the poses repeat. The action text is kept.
-    Returns context (B, f_p, H, W, 3) uint8, tokens (B, L), target (B, K, H, W, 3) uint8, n_mem (the number
-    of retrieved frames at the front of the context)."""
-    K = spec.chunk
-    mode = str(rng.choice(MEMORY_MODES)) if mode is None else mode
-    n = int(rng.integers(2, 5)) if n_out is None else n_out
-    lo = n + 1 if mode in ("retrieve", "random") else 1  # a return chunk with K earlier matches (out-and-back)
-    i = int(rng.integers(lo, 2 * n))  # the target chunk; frames 1 + i K .. (i + 1) K
-    first = 1 + i * K  # its first frame; the last context chunk is frames first - K .. first - 1
-    target_ids = list(range(first, first + K))
-    ctx, tok, tgt, n_mem = [], [], [], 0
-    for _ in range(batch):
-        seed = int(rng.choice(seeds)) if isinstance(seeds, list) else int(rng.integers(seeds[0], seeds[1]))
-        actions = make_actions("out-and-back", rng, n=n)
-        start = tuple(int(v) for v in rng.integers(0, spec.canvas, 2))
-        frames, pos = render_episode(seed, actions[:i + 1], spec, start=start)  # (1 + (i + 1) K, H, W, 3)
-        if mode.startswith("window"):
-            w = int(mode[-1]) * K
-            ids = [max(m, 0) for m in range(first - w, first)]  # before the start: the start frame (our choice)
-        elif mode == "all":
-            ids = list(range(first))
-        else:
-            mem = revisit_matches(pos, target_ids, first - K)
-            if mode == "random":
-                mem = sorted(int(m) for m in rng.choice(first - K, size=len(mem), replace=False))
-            ids, n_mem = mem + list(range(first - K, first)), len(mem)
-        ctx.append(frames[ids])
-        tgt.append(frames[target_ids])
-        tok.append(tokenize(actions[i]))
-    return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt), n_mem
-
-
 # ----------------------------------------------------------------------------- your own videos
 def resize(frames, size):
     """(N, h, w, 3) uint8 -> (N, size, size, 3) uint8 by area averaging over a nearest-index grid."""

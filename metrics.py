@@ -15,7 +15,6 @@ project's convention for frames outside the model. Frames are small (32x32 or
     metrics.count_scene_cuts(generated)
     metrics.src_metrics(generated, ground_truth, positions, min_gap=8)
     metrics.frechet_distance(feats_real, feats_fake)       # any feature extractor
-    metrics.bootstrap_ci(per_video_scores)                 # (mean, low, high)
 """
 
 import numpy as np
@@ -265,15 +264,3 @@ def frechet_distance(feats_a, feats_b):
     cov_b = np.cov(feats_b, rowvar=False)
     return frechet_from_stats(feats_a.mean(axis=0), cov_a, feats_b.mean(axis=0), cov_b)
 
-
-# ---------------------------------------------------------------- confidence intervals
-
-
-def bootstrap_ci(values, n_boot=1000, alpha=0.05, seed=0):
-    """Percentile bootstrap of the mean: (mean, q_{alpha/2}, q_{1-alpha/2}) of resampled means."""
-    values = np.asarray(values, dtype=np.float64).ravel()  # (n,)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))  # resample with replacement
-    means = values[idx].mean(axis=1)  # (n_boot,)
-    low, high = np.percentile(means, [100.0 * alpha / 2.0, 100.0 * (1.0 - alpha / 2.0)])
-    return float(values.mean()), float(low), float(high)

@@ -10,8 +10,9 @@ the fast weights written by gradient steps in sfvgen.py (TEMP-LoRA). A companion
 - slow_loss: MSE between the global hyper-kernels of successive blocks; it reaches only the slow networks.
 - Terminator: a tiny 1D classifier; `spikes` is a benchmark that needs no download.
 
-Run: `python hyperzzw.py` trains the full model and one without the global branch on the spike task and prints
-both test accuracies (about 3 minutes on one CPU thread); `python hyperzzw.py --quick` is a smoke run.
+Run: `python -m companion.hyperzzw` trains the full model and one without the global branch on the spike task and
+prints both test accuracies (about 3 minutes on one CPU thread); `python -m companion.hyperzzw --quick` is a smoke run.
+Ours, not part of SlowFast-VGen: a companion to read the paper's fast weights (section 3.2) against.
 
 Tensor-shape legend: B batch, C channels, L sequence length, k local kernel size, n coordinates, H slow width.
 """
@@ -287,7 +288,8 @@ def parse_args(argv=None):
     def ints(s):
         return tuple(int(v) for v in s.split(","))
 
-    p = argparse.ArgumentParser(description="Train a Terminator with and without its global HyperZ·Z·W branch on "
+    p = argparse.ArgumentParser(prog="python -m companion.hyperzzw",
+                                description="Train a Terminator with and without its global HyperZ·Z·W branch on "
                                 "the spike task and print both test accuracies.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(Config):

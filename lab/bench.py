@@ -1,5 +1,8 @@
 """Speed benchmark: how fast sfvgen trains, samples and fast-learns on this machine.
 
+Ours: the paper reports no timings; this is the cost side of Algorithm 1a (fast learning's overhead per
+generated frame) and of slow learning.
+
 For each preset, at the preset's clip shape (batch --batch, T = 2K frames: K context frames + K targets,
 H = W = cfg.size), on the current device, it measures:
 
@@ -19,11 +22,11 @@ H = W = cfg.size), on the current device, it measures:
 With --peer it also times a training step of lucidrains' video-diffusion-pytorch Unet3D (a plain
 epsilon-MSE step, AdamW) on the same clip shape, at the width whose parameter count is closest to ours.
 
-    python bench.py                                  # tiny preset, current device
-    python bench.py --presets tiny,small,gpu --json out.json
+    python -m lab.bench                              # tiny preset, current device
+    python -m lab.bench --presets tiny,small,gpu --json out.json
     export PYTHONPATH=$(bash ../shared/peer_vdp.sh)  # once: install the peer (CPU torch, no torchvision)
-    python bench.py --peer                           # ... and compare with it
-    python bench.py --quick --peer                   # smoke run: fewer steps
+    python -m lab.bench --peer                       # ... and compare with it
+    python -m lab.bench --quick --peer               # smoke run: fewer steps
 
 Prints one table row per measured thing and writes everything to --json (atomically).
 """
@@ -395,7 +398,8 @@ def print_table(rows):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m lab.bench", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--presets", default="tiny", help="comma-separated presets to measure (tiny, small, gpu)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--batch", type=int, default=8, help="clips per training step")

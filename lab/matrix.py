@@ -1,6 +1,10 @@
 """The memory matrix: TEMP-LoRA against the other ways a video world model can remember, on one world.
 
-    python generate.py --ckpt checkpoints/tiny-mem.pt --memory-matrix 20 [--trajectory out-and-back]
+Ours: the paper compares TEMP-LoRA with other long-video methods (Table 1); the matrix holds the weights fixed and
+changes only what the model may remember.
+
+    python -m lab.matrix --ckpt checkpoints/tiny-mem.pt --worlds 20 [--trajectory out-and-back] [--arms ...]
+        [--no-controls] [--memory-cost]
 
 Every arm uses the same trained weights, sampler, seeds and worlds; only what the model may remember
 differs. The agent knows its own actions, so it knows its camera pose at every frame (`positions`).
@@ -17,8 +21,11 @@ differs. The agent knows its own actions, so it knows its camera pose at every f
     copy first visit           no memory, then every frame whose pose was seen before is replaced by a
                                copy of the generated first visit (a bound that learns nothing)
 
-The backbone must know these contexts: train.py --memory-mix trains on them (data.sample_memory_batch).
-Retrieved frames carry the "from memory" frame position (VideoUNet.forward).
+The backbone must know these contexts: python -m lab.train --memory-mix 0.7 trains on them (sample_memory_batch).
+Retrieved frames carry the "from memory" frame position (MemoryUNet). Controls: the TEMP-LoRA reset before the
+return, and the paired history (another world's outward leg before this world's current view). Calibration says
+what a dB means here; --memory-cost times a chunk as the history grows. memory_matrix_<trajectory>.json (rewritten
+after every world), calibration.json and memory_cost.json go to --out.
 """
 import copy
 import json
@@ -33,8 +40,13 @@ import torch
 from tqdm import tqdm
 
 import data
+import generate
 import metrics
 import sfvgen
+
+from . import common
+from .plan import load_idm
+from .stats import bootstrap_ci
 
 NONE, CEILING, GT, RETRIEVE, RANDOM, TEMP_LORA, COPY = ("no memory", "own frames (ceiling)", "ground-truth first visits",
                                                        "pose retrieval", "random retrieval", "TEMP-LoRA", "copy first visit")
@@ -42,6 +54,93 @@ ARMS = (NONE, "window 2", "window 4", CEILING, GT, RETRIEVE, RANDOM, TEMP_LORA, 
 RESET = "control: TEMP-LoRA reset before the return"
 PAIRED = "control: paired history"  # prefix; the arm follows
 SHARES = {RETRIEVE: NONE, RANDOM: NONE, COPY: NONE, RESET: TEMP_LORA}  # identical to that arm until the first revisit
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository: cost points run there
+
+
+# ----------------------------------------------------------------------------- retrieved frames
+class MemoryUNet(sfvgen.VideoUNet):
+    """The video UNet whose first n_mem context frames are retrieved memory frames: out of time order, they take
+    the "from memory" frame position (index 0, as frames 2K or more back). Set model.n_mem before a forward
+    (Diffusion.sample / loss); the weights are VideoUNet's (load its state dict)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.n_mem = 0
+
+    def frame_positions(self, N, n_ctx, device):
+        pos_ids = super().frame_positions(N, n_ctx, device)
+        pos_ids[:self.n_mem] = 0
+        return pos_ids
+
+
+def memory_model(model):
+    """A MemoryUNet with `model`'s config and weights (VideoUNet's keys), in eval mode on the same device."""
+    mem = MemoryUNet(model.cfg).to(next(model.parameters()).device)
+    mem.load_state_dict(model.state_dict())
+    return mem.eval()
+
+
+def with_n_mem(model, n_mem, fn):
+    """fn() with model.n_mem = n_mem (retrieved frames at the front of the context), 0 again after."""
+    model.n_mem = n_mem
+    try:
+        return fn()
+    finally:
+        model.n_mem = 0
+
+
+# ----------------------------------------------------------------------------- training clips with the arms' contexts
+MEMORY_MODES = ("window2", "window4", "all", "retrieve", "random")
+
+
+def revisit_matches(positions, frame_ids, before):
+    """Pose retrieval: for each frame in frame_ids, the earliest frame m < before whose camera corner is the
+    same (an exact revisit). Returns a list of those m, in frame_ids' order (frames with no match: none)."""
+    out = []
+    for n in frame_ids:
+        same = np.flatnonzero((positions[:max(before, 0)] == positions[n]).all(axis=1))
+        if len(same):
+            out.append(int(same[0]))
+    return out
+
+
+def sample_memory_batch(rng, seeds, batch, spec=data.WorldSpec(), mode=None, n_out=None):
+    """Training clips for the memory arms (python -m lab.train --memory-mix): chunk i of an out-and-back episode
+    of n_out in 2..4 outward chunks, predicted from one of these contexts (one per batch):
+      window2, window4  the last 2 or 4 chunks (the start frame repeated where the episode is shorter)
+      all               every frame before chunk i (the episode so far: the ceiling arm)
+      retrieve          the earlier frames at the target frames' poses, outside the last chunk, then the last chunk
+      random            as many frames drawn at random from that same pool, then the last chunk
+    retrieve and random predict a chunk of the return leg, where the poses repeat. The action text is kept.
+    Returns context (B, f_p, H, W, 3) uint8, tokens (B, L), target (B, K, H, W, 3) uint8, n_mem (the number
+    of retrieved frames at the front of the context)."""
+    K = spec.chunk
+    mode = str(rng.choice(MEMORY_MODES)) if mode is None else mode
+    n = int(rng.integers(2, 5)) if n_out is None else n_out
+    lo = n + 1 if mode in ("retrieve", "random") else 1  # a return chunk with K earlier matches (out-and-back)
+    i = int(rng.integers(lo, 2 * n))  # the target chunk; frames 1 + i K .. (i + 1) K
+    first = 1 + i * K  # its first frame; the last context chunk is frames first - K .. first - 1
+    target_ids = list(range(first, first + K))
+    ctx, tok, tgt, n_mem = [], [], [], 0
+    for _ in range(batch):
+        seed = int(rng.choice(seeds)) if isinstance(seeds, list) else int(rng.integers(seeds[0], seeds[1]))
+        actions = data.make_actions("out-and-back", rng, n=n)
+        start = tuple(int(v) for v in rng.integers(0, spec.canvas, 2))
+        frames, pos = data.render_episode(seed, actions[:i + 1], spec, start=start)  # (1 + (i + 1) K, H, W, 3)
+        if mode.startswith("window"):
+            w = int(mode[-1]) * K
+            ids = [max(m, 0) for m in range(first - w, first)]  # before the start: the start frame (our choice)
+        elif mode == "all":
+            ids = list(range(first))
+        else:
+            mem = revisit_matches(pos, target_ids, first - K)
+            if mode == "random":
+                mem = sorted(int(m) for m in rng.choice(first - K, size=len(mem), replace=False))
+            ids, n_mem = mem + list(range(first - K, first)), len(mem)
+        ctx.append(frames[ids])
+        tgt.append(frames[target_ids])
+        tok.append(data.tokenize(actions[i]))
+    return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt), n_mem
 
 
 # ----------------------------------------------------------------------------- the arms' contexts
@@ -54,7 +153,7 @@ def context_ids(arm, first, K, positions, rng):
         return list(range(first)), 0
     if arm in (RETRIEVE, RANDOM):
         pool = max(first - K, 0)                                          # frames 0 .. pool-1: outside the previous chunk
-        mem = data.revisit_matches(positions, range(first, first + K), pool)  # exact poses
+        mem = revisit_matches(positions, range(first, first + K), pool)  # exact poses
         if arm == RANDOM and mem:                                          # as many, drawn from the same pool
             mem = sorted(int(m) for m in rng.choice(pool, size=len(mem), replace=len(mem) > pool))
         return mem + prev, len(mem)
@@ -62,7 +161,7 @@ def context_ids(arm, first, K, positions, rng):
 
 
 def start_state(first_frame, seed, device):
-    """Before chunk 0: the start frame, fresh noise generators, a fresh TEMP-LoRA (None)."""
+    """Before chunk 0: the start frame, fresh noise generators (rng: retrieval's draws), a fresh TEMP-LoRA (None)."""
     return dict(x=sfvgen.to_model(first_frame[None, None], device), gen=torch.Generator().manual_seed(seed).get_state(),
                 fast_gen=sfvgen.fast_generator(seed).get_state(), rng=np.random.default_rng(seed).bit_generator.state,
                 lora=None, opt=None)
@@ -70,7 +169,7 @@ def start_state(first_frame, seed, device):
 
 def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
     """Generates one chunk per action after state["x"] with `arm`'s memory. positions: (N, 2) camera corners of the
-    whole episode; truth: (N, H, W, 3) uint8 for the ground-truth arm. model carries LoRA layers for TEMP-LoRA.
+    whole episode; truth: (N, H, W, 3) uint8 for the ground-truth arm. model: a MemoryUNet, with LoRA layers for TEMP-LoRA.
     Returns (the new state, seconds per chunk). state: x (1, n, 3, H, W) the frames so far, in model space;
     gen, fast_gen, rng: the noise generators' states (sampler, fast learning, retrieval); lora, opt: the fast
     weights and their Adam state (None: fresh)."""
@@ -99,18 +198,18 @@ def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
         tokens = sfvgen.action_tokens([a], dev)
         if fast:
             sfvgen.merge_lora(model)
-        y = diffusion.sample(model, src[:, ids], tokens, K, generator=gen, n_mem=n_mem)  # (1, K, 3, H, W)
+        y = with_n_mem(model, n_mem, lambda: diffusion.sample(model, src[:, ids], tokens, K, generator=gen))  # (1, K, 3, H, W)
         if fast:
             sfvgen.unmerge_lora(model)
         if arm == COPY:
             for j in range(K):
-                seen = data.revisit_matches(positions, [first + j], first)
+                seen = revisit_matches(positions, [first + j], first)
                 if seen:
                     y[:, j] = x[:, seen[0]]
         x = torch.cat([x, y], dim=1)
         if fast:  # Algorithm 1a: store the chunk in the fast weights before the next one
             history = [x[:, :1]] + list(x[:, 1:].split(K, dim=1))
-            sfvgen.fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, rng, fast_gen)
+            sfvgen.fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, fast_gen)
             model.eval()
         secs.append(time.time() - t0)
     out = dict(x=x, gen=gen.get_state(), fast_gen=fast_gen.get_state(), rng=rng.bit_generator.state,
@@ -229,14 +328,14 @@ def summarize(per_world, rows, K=None):
     for name in rows:
         ws = [w[name] for w in per_world]
         ret = np.array([w["return_psnr"] for w in ws])
-        r = dict(worlds=len(ws), return_psnr=metrics.bootstrap_ci(ret), gain=metrics.bootstrap_ci(ret - none),
+        r = dict(worlds=len(ws), return_psnr=bootstrap_ci(ret), gain=bootstrap_ci(ret - none),
                  better=int(np.sum(ret > none)), gap_closed=gap_fraction(ret.mean(), none.mean(), ceiling),
                  copy_gap_closed=gap_fraction(ret.mean(), none.mean(), bound))  # the same, against the copy bound
         for key in ("return_ssim", "never_seen_psnr", "pose_accuracy", "other_world_psnr"):
             if key in ws[0]:
-                r[key] = metrics.bootstrap_ci([w[key] for w in ws])
+                r[key] = bootstrap_ci([w[key] for w in ws])
         if "never_seen_psnr" in ws[0]:
-            r["never_seen_change"] = metrics.bootstrap_ci([w["never_seen_psnr"] - v[NONE]["never_seen_psnr"]
+            r["never_seen_change"] = bootstrap_ci([w["never_seen_psnr"] - v[NONE]["never_seen_psnr"]
                                                            for w, v in zip(ws, per_world)])
         if far_ref and "frame_psnr" in ws[0]:
             far = float(np.mean([far_revisit_psnr(w, K) for w in ws]))
@@ -372,15 +471,17 @@ def context_losses(model, diffusion, cfg, n_clips=30, seed=5):
         state = copy.deepcopy(rng.bit_generator.state)
         for mode in ("retrieve", "random"):
             rng.bit_generator.state = state  # the same clip for both
-            ctx, tok, tgt, n_mem = data.sample_memory_batch(rng, cfg.test_seeds, 1, cfg.world(), mode=mode, n_out=3)
+            ctx, tok, tgt, n_mem = sample_memory_batch(rng, cfg.test_seeds, 1, cfg.world(), mode=mode, n_out=3)
             variants = {mode: (ctx, n_mem)}
             if mode == "retrieve":
                 variants["previous chunk"] = (ctx[:, n_mem:], 0)
             for name, (c, m) in variants.items():
                 gen = torch.Generator().manual_seed(k)
+                model.n_mem = m  # the retrieved frames in front of the context (MemoryUNet)
                 out[name].append(np.mean([float(diffusion.loss(model, sfvgen.to_model(c, dev), sfvgen.to_model(tgt, dev),
-                                                               torch.as_tensor(tok, device=dev), generator=gen, n_mem=m))
+                                                               torch.as_tensor(tok, device=dev), generator=gen))
                                           for _ in range(4)]))
+    model.n_mem = 0
     return {name: float(np.mean(v)) for name, v in out.items()}
 
 
@@ -391,7 +492,7 @@ def cost_point(ckpt, arm, n_chunks, threads=1):
     process per point (cost_curve), so peak memory is this point's own."""
     torch.set_num_threads(threads)
     model, cfg, _ = sfvgen.load_model(ckpt, "cpu")
-    diffusion, K = sfvgen.Diffusion(cfg, "cpu"), cfg.chunk
+    model, diffusion, K = memory_model(model), sfvgen.Diffusion(cfg, "cpu"), cfg.chunk
     if arm == TEMP_LORA:
         sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed)
     half = (n_chunks + 1) // 2
@@ -421,11 +522,63 @@ def cost_curve(ckpt, arms=(NONE, "window 4", CEILING, RETRIEVE, TEMP_LORA), leng
     out = []
     for arm in arms:
         for n in tqdm(lengths, desc=f"cost: {arm}", leave=False):
-            r = subprocess.run([sys.executable, os.path.abspath(__file__), ckpt, arm, str(n), str(threads)],
-                               capture_output=True, text=True, check=True)
+            r = subprocess.run([sys.executable, "-m", "lab.matrix", "--cost-point", os.path.abspath(ckpt), arm, str(n), str(threads)],
+                               capture_output=True, text=True, check=True, cwd=ROOT)
             out.append(json.loads(r.stdout.strip().splitlines()[-1]))
     return out
 
 
-if __name__ == "__main__":  # one cost point (cost_curve runs it): python matrix.py CKPT ARM CHUNKS THREADS
-    print(json.dumps(cost_point(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+# ----------------------------------------------------------------------------- the entry point
+def extra_flags(p):
+    p.add_argument("--worlds", type=int, default=0, help="the memory matrix on this many test worlds: every way to remember")
+    common.kind_flags(p, "--worlds")
+    p.add_argument("--arms", default=None, help=f"only these rows, comma-separated (the row {NONE!r} is always run): {', '.join(ARMS)}")
+    p.add_argument("--no-controls", action="store_true", help="skip the reset and paired-history controls")
+    p.add_argument("--memory-cost", action="store_true",
+                   help="seconds and peak memory per chunk as the history grows, for the memory arms (a process per point)")
+    p.add_argument("--idm", default="checkpoints/idm.pt", help="inverse-dynamics checkpoint of the pose check (trained here if missing)")
+
+
+def memory_matrix(args, model, cfg, diffusion):
+    """Calibration, every arm on the same worlds, the controls, the curves; with --memory-cost, the cost per chunk
+    as the history grows."""
+    arms = [a for a, *_ in common.keep_rows([(a,) for a in ARMS], args.arms, always=NONE)]
+    if not (args.worlds or args.memory_cost):
+        raise ValueError("give --worlds N (the matrix) or --memory-cost (its cost), or both")
+    os.makedirs(args.out_dir, exist_ok=True)
+    table = curves = None
+    if args.worlds:
+        table, curves = memory_matrix_table(args, memory_model(model), cfg, diffusion, arms)
+    if args.memory_cost:
+        cost = cost_curve(args.ckpt, threads=cfg.threads or 1)
+        print(f"{'arm':<24} | history (chunks) | seconds per chunk | peak MB")
+        for c in cost:
+            print(f"{c['arm']:<24} | {c['chunks']:>16} | {c['seconds']:>17.2f} | {c['peak_mb']:7.0f}")
+        generate.write_json(os.path.join(args.out_dir, "memory_cost.json"), cost)
+    return table, curves
+
+
+def memory_matrix_table(args, model, cfg, diffusion, arms):
+    """Calibration, the context losses, then run: the table and the curves."""
+    dev = next(model.parameters()).device
+    calib = calibration(cfg.world(), range(cfg.test_seeds[0], cfg.test_seeds[0] + 20))
+    print("what a dB means here (20 worlds, ground truth against one change):")
+    for name, c in calib.items():
+        print(f"  {name:<22} PSNR {c['psnr']:5.2f} dB  SSIM {c['ssim']:.3f}")
+    generate.write_json(os.path.join(args.out_dir, "calibration.json"), calib)
+    losses = context_losses(model, diffusion, cfg)
+    print("masked loss on 30 held-out return chunks, by context: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+    idm = load_idm(args.idm, cfg, dev)
+    return run(model, diffusion, cfg, args.worlds, args.trajectory, args.out_chunks, args.out_dir, idm=idm, arms=arms,
+               controls=not args.no_controls, write_json=generate.write_json, checkpoint=args.ckpt)
+
+
+def main(argv=None):
+    return common.main(memory_matrix, argv, common.parser(__doc__.split("\n")[0], extra_flags, "python -m lab.matrix"))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--cost-point"]:  # one cost point (cost_curve runs it): --cost-point CKPT ARM CHUNKS THREADS
+        print(json.dumps(cost_point(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))))
+    else:
+        main()

@@ -1,6 +1,6 @@
-"""Long-horizon planning with the video model (the paper's section 4.3, UniPi-style), on one world.
+"""Long-horizon planning with the video model (the paper's section 4.3 and Table 2, UniPi-style), on our world.
 
-    python generate.py --ckpt checkpoints/tiny.pt --plan 20 [--loop-ckpt runs/tiny-loop/loop.pt]
+    python -m lab.plan --ckpt checkpoints/tiny.pt --worlds 20 [--loop-ckpt runs/tiny-loop/ckpt.pt] [--idm checkpoints/idm.pt]
 
 The task: walk a path of outward chunks, then go back to the start. The video model is given the outward
 actions, then the sub-goal text "go back" for every return chunk, with TEMP-LoRA learning across chunks;
@@ -12,6 +12,10 @@ outward path's waypoints; ours: the return leg read chunk by chunk (`return_read
     without TEMP-LoRA                    the checkpoint's        off
     TEMP-LoRA + slow-only weights        the checkpoint's        on (Algorithm 1a)
     TEMP-LoRA + loop-trained weights     --loop-ckpt's           on (the weights of Algorithm 1b)
+
+The inverse-dynamics model (ours: the paper does not describe its executor) is trained on ground-truth frame pairs
+and saved at --idm the first time. --fast-reverse (ours) learns each window also played backwards (lab/rules.py).
+plan.json in --out holds the rows and every world's scores.
 """
 import math
 import os
@@ -24,8 +28,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data
+import generate
 import metrics
 import sfvgen
+
+from . import common, rules
 
 NO_FAST, SLOW_ONLY, LOOP = "without TEMP-LoRA", "TEMP-LoRA + slow-only weights", "TEMP-LoRA + loop-trained weights"
 ARMS = (NO_FAST, SLOW_ONLY, LOOP)
@@ -140,13 +147,13 @@ def return_reading(moves, actions, K):
 
 
 # ============================================================================= the task, arm by arm
-def plan_episode(model, diffusion, cfg, idm, seed, actions, fast):
+def plan_episode(model, diffusion, cfg, idm, seed, actions, fast, window=sfvgen.local_window):
     """One task of section 4.3 in world `seed`: generate the video of `actions` from the true start frame
-    (Algorithm 1a when `fast`), read its moves with inverse dynamics, execute them, score them."""
+    (Algorithm 1a when `fast`, learning `window`), read its moves with inverse dynamics, execute them, score them."""
     spec, K = cfg.world(), cfg.chunk
     n_out = sum(a != "go back" for a in actions)
     truth, pos = data.render_episode(seed, actions, spec)                        # (N, H, W, 3), (N, 2)
-    frames = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast=fast, seed=cfg.seed)["frames"]
+    frames = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast_learning=fast, seed=cfg.seed, window=window)["frames"]
     moves = idm.infer(frames)                                                    # N - 1 moves
     s = plan_scores(moves, pos, 1 + n_out * K, spec)
     s.update(return_reading(moves, actions, K))
@@ -154,7 +161,7 @@ def plan_episode(model, diffusion, cfg, idm, seed, actions, fast):
     return s
 
 
-def run(model, diffusion, cfg, n_worlds, out_chunks, idm, loop_model=None, arms=ARMS):
+def run(model, diffusion, cfg, n_worlds, out_chunks, idm, loop_model=None, arms=ARMS, window=sfvgen.local_window):
     """Every arm on the same n_worlds held-out worlds, paths and sampler noise. Returns the rows (means, and
     the per-world scores)."""
     rng = np.random.default_rng(cfg.seed)
@@ -166,7 +173,8 @@ def run(model, diffusion, cfg, n_worlds, out_chunks, idm, loop_model=None, arms=
         if slow is None:
             raise ValueError(f"the row {name!r} needs --loop-ckpt")
         m = sfvgen.with_lora(slow, cfg) if fast else slow  # a fresh TEMP-LoRA over a copy of the slow weights
-        scores = [plan_episode(m, diffusion, cfg, idm, seed, actions, fast) for seed, actions in tqdm(tasks, desc=name, leave=False)]
+        scores = [plan_episode(m, diffusion, cfg, idm, seed, actions, fast, window)
+                  for seed, actions in tqdm(tasks, desc=name, leave=False)]
         rows.append(dict(method=name, **{k: np.mean([s[k] for s in scores], axis=0).tolist() for k in scores[0]},
                          per_world=scores))
     return rows, [s for s, _ in tasks]
@@ -181,3 +189,41 @@ def print_table(rows, acc, n_worlds, out_chunks, spec):
         print(f"{r['method']:<34} | {r['final']:>28.1f} | {r['waypoints']:>25.1f} | {r['return_psnr']:>11.2f} | {per_chunk}")
     print(f"({n_worlds} held-out worlds, {out_chunks} outward chunks of {spec.chunk} frames at {spec.speed} px per frame: "
           f"the turning point is {out_chunks * spec.chunk * spec.speed} px of walking from the start)")
+
+
+# ============================================================================= the entry point
+def extra_flags(p):
+    p.add_argument("--worlds", type=int, required=True, help="plan on this many held-out test worlds")
+    p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward path before the 'go back' chunks")
+    p.add_argument("--loop-ckpt", default=None, help="loop-trained weights (train.py --loop) for the full-method row")
+    p.add_argument("--idm", default="checkpoints/idm.pt", help="inverse-dynamics checkpoint (trained and saved here if missing)")
+    p.add_argument("--arms", default=None, help=f"only these rows, comma-separated: {', '.join(ARMS)}")
+    p.add_argument("--fast-reverse", action="store_true", help="also learn each window played backwards (ours)")
+
+
+def plan(args, model, cfg, diffusion):
+    """Outward actions, then 'go back' for every return chunk; inverse dynamics turns the generated frames into
+    moves, which the simulator executes. The paper's Table 2 layout."""
+    dev = next(model.parameters()).device
+    idm = load_idm(args.idm, cfg, dev)
+    acc = idm_accuracy(idm, cfg)
+    arms = [a for a, *_ in common.keep_rows([(a,) for a in ARMS], args.arms)]
+    if not args.arms and not args.loop_ckpt:
+        arms.remove(LOOP)  # the two slow-only rows
+    loop_model = sfvgen.load_model(args.loop_ckpt, dev)[0] if args.loop_ckpt else None
+    window = rules.make_window("local", args.fast_reverse)
+    rows, worlds = run(model, diffusion, cfg, args.worlds, args.out_chunks, idm, loop_model, arms, window)
+    print_table(rows, acc, args.worlds, args.out_chunks, cfg.world())
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "plan.json")
+    generate.write_json(path, dict(checkpoint=args.ckpt, loop_checkpoint=args.loop_ckpt, idm_accuracy=acc, worlds=worlds, rows=rows))
+    print(f"wrote {path}")
+    return dict(idm_accuracy=acc, rows=rows)
+
+
+def main(argv=None):
+    return common.main(plan, argv, common.parser(__doc__.split("\n")[0], extra_flags, "python -m lab.plan"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,10 @@
-"""What the fast weights keep, measured on ground-truth legs (ours: checks of TEMP-LoRA, not rules of the paper).
+"""What the fast weights keep, measured on ground-truth legs.
 
-    python generate.py --ckpt checkpoints/tiny.pt --memory-probe 20 [--teacher-forced] [--retrace aligned|shifted]
-    python generate.py --ckpt checkpoints/tiny.pt --memory-span 20 [--retrace aligned|shifted]
+Ours: checks of TEMP-LoRA, not rules of the paper; they test the claim of the paper's section 3.2 that the
+TEMP-LoRA stores episodic memory.
+
+    python -m lab.probe --ckpt checkpoints/tiny.pt --recall 20 [--trajectory out-and-back] [--teacher-forced] [--retrace aligned|shifted]
+    python -m lab.probe --ckpt checkpoints/tiny.pt --span 20 [--retrace aligned|shifted]
 
 memory_probe: the LoRA fast-learns an episode's *true* outward leg (Algorithm 1a's update, no sampling), then
 the return leg is generated from the true turning point with a fresh LoRA, with that LoRA frozen, and with
@@ -9,37 +12,46 @@ another world's: recall in PSNR, with generation's drift taken out.
 memory_span: no sampling at all; the losses of every learned chunk, paired against a fresh LoRA's, right after
 its update and at the end of the leg (how long a chunk stays), and of the return leg, which is never learned.
 retrace_update (--retrace): a check of whether other fast losses (rehearsed conditional pairs plus reversed
-outward windows) store what a return needs.
+outward windows) store what a return needs. --fast-rule / --fast-reverse learn with another rule (lab/rules.py).
+memory_probe.json / memory_span.json in --out hold the rows.
 """
+import os
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
 import data
+import generate
 import metrics
 import sfvgen
+
+from . import common, rules
+from .stats import bootstrap_ci
 
 
 def ground_truth_chunks(seed, actions, cfg, device):
     """An episode's true frames as Algorithm 1a's history: [X_0 (the start frame), X_1, ..], each
-    (1, T_i, 3, H, W), and the action tokens a_1, a_2, .. (each (1, L)) of X_1, X_2, .."""
+    (1, N_i, 3, H, W), and the action tokens a_1, a_2, .. (each (1, L)) of X_1, X_2, .."""
     x = sfvgen.to_model(data.render_episode(seed, actions, cfg.world())[0][None], device)  # (1, 1 + N K, 3, H, W)
     return [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1)), [sfvgen.action_tokens([a], device) for a in actions]
 
 
-def learn_chunks(model, diffusion, cfg, X, tokens, seed, after_update=None, retrace="off", actions=None):
-    """TEMP-LoRA fast learning (the configured rule and steps) on the chunks X_1 .. of a ground-truth
-    history X (ground_truth_chunks) instead of generated ones; after_update(u) runs after the update on
-    chunk u. retrace "aligned" / "shifted" (--retrace): learn with retrace_update instead, which needs
-    the actions (text) of X_1 ... Returns the LoRA state."""
+def learn_chunks(model, diffusion, cfg, X, tokens, seed, after_update=None, retrace="off", actions=None, rule="local",
+                 reverse=False):
+    """TEMP-LoRA fast learning (the fast rule `rule`, reversed with `reverse`, lab/rules.py; cfg.fast_steps) on the
+    chunks X_1 .. of a ground-truth history X (ground_truth_chunks) instead of generated ones; after_update(u) runs
+    after the update on chunk u. retrace "aligned" / "shifted" (--retrace): learn with retrace_update instead, which
+    needs the actions (text) of X_1 ... Returns the LoRA state."""
     sfvgen.reset_lora(model)
     opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
+    window = rules.make_window(rule, reverse, rng)
     for u in range(1, len(X)):  # Algorithm 1a's update after chunk u
         if retrace != "off":
             retrace_update(model, diffusion, opt, X[:u + 1], actions[:u], retrace == "shifted", cfg.fast_steps, rng, gen)
         else:
-            sfvgen.fast_learn_chunk(model, diffusion, opt, X[:u + 1], tokens[u - 1], cfg, rng, gen)
+            sfvgen.fast_learn_chunk(model, diffusion, opt, X[:u + 1], tokens[u - 1], cfg, gen, window)
         if after_update:
             after_update(u)
     return sfvgen.lora_state(model)
@@ -89,7 +101,8 @@ def retrace_update(model, diffusion, opt, X, actions, shift, steps, rng, generat
         opt.step()
 
 
-def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out_chunks=4, teacher_forced=False, retrace="off"):
+def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out_chunks=4, teacher_forced=False, retrace="off",
+                 rule="local", reverse=False):
     """Can TEMP-LoRA store and recall at all? The LoRA fast-learns the *ground-truth* outward leg, then
     the return leg is generated from the true turning point (context = the true last outward chunk) with
     a fresh LoRA, with that LoRA (frozen), and with a LoRA learned on another world's outward leg.
@@ -98,7 +111,7 @@ def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out
     --trajectory: a kind whose second half revisits the first (the return walks the leg backwards; with
     loop-twice, the first lap is the "outward leg" and the second lap, the same moves again, the "return")."""
     if trajectory not in data.REVISIT_KINDS:
-        raise ValueError(f"--memory-probe: --trajectory must be one of {list(data.REVISIT_KINDS)}, not {trajectory!r}")
+        raise ValueError(f"--recall: --trajectory must be one of {list(data.REVISIT_KINDS)}, not {trajectory!r}")
     if retrace != "off" and trajectory != "out-and-back":
         raise ValueError(f"--retrace learns pieces of an out-and-back return: use --trajectory out-and-back, not {trajectory!r}")
     dev = next(model.parameters()).device
@@ -110,21 +123,22 @@ def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out
     loras = []
     for s, a in tqdm(eps, desc="learn outward", leave=False):
         X, tokens = ground_truth_chunks(s, a[:n], cfg, dev)
-        loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed, retrace=retrace, actions=a[:n]))
+        loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed, retrace=retrace, actions=a[:n], rule=rule, reverse=reverse))
     names = ("fresh LoRA (no memory)", "LoRA of this world's outward leg", "LoRA of another world's outward leg")
     rows, chunks = {name: [] for name in names}, {name: [] for name in names}  # return-leg PSNR; PSNR per return chunk
     state = dict(gen=torch.Generator().manual_seed(cfg.seed).get_state(), fast_gen=sfvgen.fast_generator(cfg.seed).get_state(),
-                 rng=np.random.default_rng(cfg.seed).bit_generator.state)
+                 opt={})
     for k, ((seed, actions), truth) in enumerate(tqdm(list(zip(eps, truths)), desc="return legs", leave=False)):
-        for name, lora in zip(names, [None, loras[k], loras[(k + 1) % len(loras)]]):
+        for name, lora in zip(names, [{}, loras[k], loras[(k + 1) % len(loras)]]):  # {}: a fresh LoRA
             # free: the whole return leg from the true turning point (context = the true chunk n), on its own frames;
             # teacher forced: each return chunk c + 1 from the true chunk c before it
             legs = [(c, actions[c:c + 1]) for c in range(n, 2 * n)] if teacher_forced else [(n, actions[n:])]
             frames = []
             for c, acts in legs:
-                start = dict(history=[sfvgen.to_model(truth[None, 1 + (c - 1) * K:1 + c * K], dev)], chunk=c, **state)
-                frames.append(sfvgen.generate_long(m, diffusion, cfg, truth[0], acts, fast=False, seed=cfg.seed,
-                                                   memory=start, frozen_lora=lora)["frames"])
+                # the LoRA frozen: generate_long loads the memory's LoRA and, without fast learning, keeps it
+                start = dict(history=[sfvgen.to_model(truth[None, 1 + (c - 1) * K:1 + c * K], dev)], chunk=c, lora=lora, **state)
+                frames.append(sfvgen.generate_long(m, diffusion, cfg, truth[0], acts, fast_learning=False, seed=cfg.seed,
+                                                   memory=start)["frames"])
             frames = np.concatenate(frames)  # (n K, H, W, 3): the return leg
             per = [metrics.psnr(frames[c * K:(c + 1) * K], truth[1 + (n + c) * K:1 + (n + c + 1) * K]) for c in range(n)]
             rows[name].append(float(np.mean(per)) if teacher_forced else metrics.psnr(frames, truth[1 + n * K:]))
@@ -132,7 +146,7 @@ def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out
     out = {}
     for name, vals in rows.items():
         diff = np.subtract(vals, rows[names[0]])
-        mean, lo, hi = metrics.bootstrap_ci(diff)
+        mean, lo, hi = bootstrap_ci(diff)
         per_gain = np.subtract(chunks[name], chunks[names[0]]).mean(0)  # (n,): gain per return chunk, 1 = the turn
         out[name] = dict(return_psnr=float(np.mean(vals)), gain=mean, ci=[lo, hi], better=int(np.sum(diff > 0)),
                          per_chunk_gain=per_gain.tolist())
@@ -160,7 +174,7 @@ def chunk_losses(model, diffusion, X, tokens, draws, seed):
     return np.array(cond), np.array(fast)
 
 
-def memory_span(model, diffusion, cfg, n_worlds, out_chunks=4, retrace="off"):
+def memory_span(model, diffusion, cfg, n_worlds, out_chunks=4, retrace="off", rule="local", reverse=False):
     """How long does TEMP-LoRA remember a chunk? On ground-truth outward legs (--out-chunks chunks, a path that
     never crosses itself) the fast weights learn chunk after chunk with the configured rule and steps. Each
     chunk's losses are compared, paired, with the fresh LoRA's: right after its own update, and at the end of
@@ -184,7 +198,7 @@ def memory_span(model, diffusion, cfg, n_worlds, out_chunks=4, retrace="off"):
             per["cond_learned"][w, n - u] = pct(cond[0], fresh[w][0][u - 1])
             per["fast_learned"][w, n - u] = pct(fast[0], fresh[w][1][u - 1])
         learn_chunks(m, diffusion, cfg, X[:n + 1], tok, cfg.seed, after_update=just_learned,  # the outward leg only
-                     retrace=retrace, actions=eps[w][:n])
+                     retrace=retrace, actions=eps[w][:n], rule=rule, reverse=reverse)
         cond, fast = chunk_losses(m, diffusion, X, tok, draws, cfg.seed)  # the whole episode, return leg included
         other = (w + 1) % len(worlds)
         cond_o, _ = chunk_losses(m, diffusion, *worlds[other], draws, cfg.seed)
@@ -197,7 +211,7 @@ def memory_span(model, diffusion, cfg, n_worlds, out_chunks=4, retrace="off"):
     rows = []
     for lag in range(n):
         mem = per["cond_end"][:, lag] - per["cond_other"][:, lag]
-        mean, lo, hi = metrics.bootstrap_ci(mem)
+        mean, lo, hi = bootstrap_ci(mem)
         row = dict(lag=lag, **{k: float(per[k][:, lag].mean()) for k in keys}, memory=mean, memory_ci=[lo, hi],
                    worlds_better=int(np.sum(mem < 0)))
         rows.append(row)
@@ -205,7 +219,7 @@ def memory_span(model, diffusion, cfg, n_worlds, out_chunks=4, retrace="off"):
               f"{row['cond_learned']:>+11.1f} / {row['cond_end']:>+11.1f} | "
               f"{row['cond_other']:>+13.1f} | {mean:+.1f} [{lo:+.1f}, {hi:+.1f}] {int(np.sum(mem < 0))}/{len(mem)}")
     mem = ret[:, 0].mean(1) - ret[:, 1].mean(1)
-    mean, lo, hi = metrics.bootstrap_ci(mem)
+    mean, lo, hi = bootstrap_ci(mem)
     back = dict(cond_this=float(ret[:, 0].mean()), cond_other=float(ret[:, 1].mean()), memory=mean, memory_ci=[lo, hi],
                 worlds_better=int(np.sum(mem < 0)), per_chunk_this=ret[:, 0].mean(0).tolist(),
                 per_chunk_other=ret[:, 1].mean(0).tolist())
@@ -214,3 +228,40 @@ def memory_span(model, diffusion, cfg, n_worlds, out_chunks=4, retrace="off"):
     print("  per return chunk (1 = the turn): this world " + " / ".join(f"{v:+.1f}" for v in back["per_chunk_this"])
           + ", another world " + " / ".join(f"{v:+.1f}" for v in back["per_chunk_other"]))
     return dict(worlds=len(worlds), draws=draws, rows=rows, return_leg=back, per_world={k: v.tolist() for k, v in per.items()})
+
+
+# ============================================================================= the entry point
+def extra_flags(p):
+    p.add_argument("--recall", type=int, default=0,
+                   help="on this many worlds: fast-learn the ground-truth outward leg, generate the return from the turning point")
+    p.add_argument("--span", type=int, default=0,
+                   help="on this many worlds: how the loss of each learned chunk changes as fast learning goes on (no sampling)")
+    common.kind_flags(p, "--recall (a kind whose second half revisits the first)")
+    p.add_argument("--teacher-forced", action="store_true",
+                   help="with --recall: generate each return chunk from the true chunk before it, not from the model's own frames")
+    p.add_argument("--retrace", default="off", choices=("off", "aligned", "shifted"),
+                   help="learn the outward leg with rehearsed conditional pairs plus reversed outward windows, one frame off "
+                        "the return's chunks (aligned) or exactly on them (shifted), instead of the fast rule")
+    common.rule_flags(p)
+
+
+def probe(args, model, cfg, diffusion):
+    os.makedirs(args.out_dir, exist_ok=True)
+    if args.recall:  # recall of a LoRA learned on the true outward leg
+        out, worlds = memory_probe(model, diffusion, cfg, args.recall, args.trajectory, args.out_chunks, args.teacher_forced,
+                                   args.retrace, args.fast_rule, args.fast_reverse)
+        generate.write_json(os.path.join(args.out_dir, "memory_probe.json"), dict(checkpoint=args.ckpt, worlds=worlds, rows=out))
+        return out
+    if args.span:  # how each learned chunk's losses change as fast learning goes on
+        res = memory_span(model, diffusion, cfg, args.span, args.out_chunks, args.retrace, args.fast_rule, args.fast_reverse)
+        generate.write_json(os.path.join(args.out_dir, "memory_span.json"), dict(checkpoint=args.ckpt, **res))
+        return res["rows"]
+    raise ValueError("give --recall N or --span N")
+
+
+def main(argv=None):
+    return common.main(probe, argv, common.parser(__doc__.split("\n")[0], extra_flags, "python -m lab.probe"))
+
+
+if __name__ == "__main__":
+    main()

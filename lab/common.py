@@ -1,0 +1,99 @@
+"""What the lab's entry points share: the parser, building the model from a checkpoint, a timed generation,
+row selection (--arms) and a video continued from a given start.
+
+Every entry point takes the generation settings of the core (cli.GENERATION_FIELDS: --fast-steps 8,
+--lora-targets all, --seed 3, ...) on top of the checkpoint's config, plus its own flags; --out is the folder
+its JSON (and GIF or PNG) go to.
+"""
+import resource
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+import cli
+import data
+import generate
+import sfvgen
+
+from . import rules
+
+
+def parser(description, extra, script):
+    """cli.config_parser with the generation fields, --ckpt and --out, then the script's own flags (`extra(p)`)."""
+    def flags(p):
+        p.add_argument("--ckpt", required=True, help="checkpoint written by train.py (or its --export)")
+        p.add_argument("--out", dest="out_dir", default="out", help="output folder (JSON, and GIF or PNG where there is one)")
+        extra(p)
+    p = cli.config_parser(description, flags, only=cli.GENERATION_FIELDS, script=script, skip=("out",))
+    p.prog = script  # "python -m lab.eval" in the usage line
+    return p
+
+
+def rule_flags(p):
+    """--fast-rule and --fast-reverse: the fast rule of every fast-learning row (lab/rules.py)."""
+    p.add_argument("--fast-rule", default="local", choices=rules.RULES,
+                   help="local (the paper), original (text Temp-LoRA) or global (whole history): lab/rules.py")
+    p.add_argument("--fast-reverse", action="store_true",
+                   help="also learn each window played backwards (ours; local and global rules)")
+
+
+def kind_flags(p, what):
+    p.add_argument("--trajectory", default="out-and-back", choices=data.KINDS, help=f"episode kind of {what}")
+    p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg of every episode")
+
+
+def main(run, argv, p):
+    """Parse, check the output folder, build the model, run(args, model, cfg, diffusion); errors as one line."""
+    args = p.parse_args(argv)
+    try:
+        if getattr(args, "fast_reverse", False) and getattr(args, "fast_rule", "local") == "original":
+            raise ValueError("--fast-reverse plays a window without context backwards: use --fast-rule local or global")
+        cli.check_writable(args.out_dir)
+        model, cfg, diffusion = generate.build(args)
+        return run(args, model, cfg, diffusion)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+def timed(model, diffusion, cfg, first, actions, fast, seed, memory=None, window=sfvgen.local_window, progress=False):
+    """sfvgen.generate_long, and its seconds per generated frame."""
+    t0 = time.time()
+    res = sfvgen.generate_long(model, diffusion, cfg, first, actions, fast_learning=fast, seed=seed, memory=memory, window=window,
+                               progress=(lambda x: tqdm(x, desc="chunks", leave=False)) if progress else None)
+    res["seconds_per_frame"] = (time.time() - t0) / (len(actions) * cfg.chunk)
+    return res
+
+
+def start_memory(first_frame, seed, device, lora=None):
+    """A memory (sfvgen.generate_long's `memory=`) that starts a video at first_frame (H, W, 3) uint8, the noise
+    generators fresh as a call with `seed` starts them, holding `lora` (None: a fresh LoRA). With
+    fast_learning=False the LoRA stays frozen: a video from the start with fixed fast weights (a control).
+    The frames generate_long returns from it do not include the start frame (start_frame gives it)."""
+    x = sfvgen.to_model(first_frame[None, None], device)  # (1, 1, 3, H, W)
+    return dict(history=[x.cpu()], chunk=0, gen=torch.Generator().manual_seed(seed).get_state(),
+                fast_gen=sfvgen.fast_generator(seed).get_state(), lora=lora or {}, opt={})
+
+
+def start_frame(memory):
+    """The start frame of a start_memory as generate_long would return it: (1, H, W, 3) uint8."""
+    return sfvgen.to_frames(memory["history"][0])[0]
+
+
+def keep_rows(arms, flag, always=None):
+    """--arms: only the rows it names (comma-separated), plus `always`; each row is deterministic, so rows
+    of separate runs line up. arms: tuples whose first item is the row's name."""
+    if not flag:
+        return arms
+    keep = set(flag.split(",")) | {always}
+    unknown = keep - {a[0] for a in arms} - {None}
+    if unknown:
+        raise ValueError(f"--arms: unknown rows {sorted(unknown)}; rows are {[a[0] for a in arms]}")
+    return [a for a in arms if a[0] in keep]
+
+
+def peak_memory_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)

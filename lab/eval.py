@@ -1,0 +1,205 @@
+"""Evaluation on held-out worlds: long videos with and without TEMP-LoRA fast learning, and its ablations.
+
+Algorithm 1a against the same model without fast learning, the paper's ablations and controls of ours; and the
+slow model alone.
+
+    python -m lab.eval --ckpt checkpoints/tiny.pt --worlds 20 [--trajectory out-and-back] [--out-chunks 4] [--ablate]
+    python -m lab.eval --ckpt checkpoints/tiny.pt --worlds 20 --arms "TEMP-LoRA,rule=global"
+    python -m lab.eval --ckpt checkpoints/tiny.pt --slow 20 [--rollouts 20]
+
+--worlds: every row generates the same episodes (test worlds, paths and sampler noise), so rows compare paired
+by world; the table gives PSNR, SSIM, the outward and return legs' PSNR, the return leg's gain over the row
+without fast learning with a 95% bootstrap interval (lab/stats.py), revisit consistency (SRC) and scene cuts
+(the paper's Table 1 metrics on our world). --ablate adds the paper's ablations (Table 3: LoRA targets, the fast
+rule, update steps; lab/rules.py) and our controls: another world's memory, and on kinds that revisit, the LoRA
+frozen at the turn, this world's and another world's. eval_<trajectory>.json is rewritten after every row.
+--slow (ours): single-chunk prediction against repeating the last context frame, and rollouts without memory.
+"""
+import os
+from dataclasses import replace
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import data
+import generate
+import metrics
+import sfvgen
+
+from . import common, rules
+from .stats import bootstrap_ci
+
+BASE = "no fast learning"
+
+
+def extra_flags(p):
+    p.add_argument("--worlds", type=int, default=0, help="evaluate long videos on this many held-out test worlds")
+    common.kind_flags(p, "--worlds")
+    p.add_argument("--ablate", action="store_true", help="add LoRA target sets, fast rules, update steps and controls "
+                   "(wrong memory; on revisit kinds the LoRA frozen at the turn, this world's and another world's)")
+    p.add_argument("--arms", default=None, help=f"only these rows, comma-separated (the row {BASE!r} is always run)")
+    common.rule_flags(p)
+    p.add_argument("--slow", type=int, default=0, help="single-chunk prediction on this many test worlds (the slow model alone)")
+    p.add_argument("--rollouts", type=int, default=20, help="with --slow: 8-chunk rollouts (PSNR per chunk) on this many worlds")
+
+
+def eval_arms(args, cfg):
+    """The rows of the table: (name, config overrides, fast rule, fast learning on, control)."""
+    rule = args.fast_rule
+    arms = [(BASE, {}, rule, False, None), ("TEMP-LoRA", {}, rule, True, None)]
+    if args.ablate:
+        arms += [(f"targets={t}", dict(lora_targets=t), rule, True, None) for t in sfvgen.LORA_TARGETS if t != cfg.lora_targets]
+        arms += [(f"rule={r}", {}, r, True, None) for r in ("original", "global") if r != rule]
+        arms += [(f"fast_steps={k}", dict(fast_steps=k), rule, True, None) for k in (1, 2, 8) if k != cfg.fast_steps]
+        arms += [("control: wrong memory", {}, rule, True, "wrong")]
+        if args.trajectory in data.REVISIT_KINDS:  # memory with the anti-drift part held equal (see evaluate)
+            arms += [("frozen at the turn", {}, rule, True, "turn"),
+                     ("control: another world's LoRA frozen at the turn", {}, rule, True, "turn-wrong")]
+    return common.keep_rows(arms, args.arms, always=BASE)
+
+
+def fresh_window(rule, reverse, seed):
+    """The window function of a video sampled with `seed`: the global rule's draws start anew with every video."""
+    return rules.make_window(rule, reverse, np.random.default_rng(seed))
+
+
+def outward_leg(model, diffusion, cfg, episodes, k, n_ret, rule, reverse, cache):
+    """Episode k's outward leg generated with fast learning (Algorithm 1a), its LoRA and state at the turn;
+    computed once per episode, config and rule (ours: the frozen-at-the-turn control, not in the paper)."""
+    key = (k, repr(cfg), rule, reverse)
+    if key not in cache:
+        seed, actions = episodes[k]
+        truth, _ = data.render_episode(seed, actions, cfg.world())
+        cache[key] = common.timed(model, diffusion, cfg, truth[0], actions[:-n_ret], True, cfg.seed,
+                                  window=fresh_window(rule, reverse, cfg.seed))
+    return cache[key]
+
+
+def episode(m, diffusion, c, episodes, k, n_ret, fast, control, rule, reverse, outward_memory):
+    """The video of episode k in a row (fast learning on or off, with `rule`, or a control): dict(frames,
+    seconds_per_frame)."""
+    seed, actions = episodes[k]
+    truth, _ = data.render_episode(seed, actions, c.world())
+    dev = next(m.parameters()).device
+    if control == "wrong":  # memory of another world's episode, frozen: does any LoRA help?
+        other = episodes[(k + 1) % len(episodes)]
+        wrong = common.timed(m, diffusion, c, data.render_episode(other[0], other[1], c.world())[0][0], other[1], True, c.seed,
+                             window=fresh_window(rule, reverse, c.seed))
+        start = common.start_memory(truth[0], c.seed, dev, lora=wrong["memory"]["lora"])
+        res = common.timed(m, diffusion, c, None, actions, False, c.seed, memory=start)
+        return dict(res, frames=np.concatenate([common.start_frame(start), res["frames"]]))
+    if control in ("turn", "turn-wrong"):
+        # the outward leg generated with fast learning, then the return with the LoRA frozen: this world's
+        # (learned on its own outward frames) or another world's (learned the same way on its outward leg).
+        # Both returns continue the same video from the same noise, with a LoRA of as many updates: their
+        # difference is the memory of the place, not steadier sampling.
+        own = outward_leg(m, diffusion, c, episodes, k, n_ret, rule, reverse, outward_memory)
+        lora = own if control == "turn" else outward_leg(m, diffusion, c, episodes, (k + 1) % len(episodes), n_ret, rule, reverse,
+                                                         outward_memory)
+        back = common.timed(m, diffusion, c, None, actions[-n_ret:], False, c.seed,
+                            memory={**own["memory"], "lora": lora["memory"]["lora"]})
+        return dict(frames=np.concatenate([own["frames"], back["frames"]]),
+                    seconds_per_frame=(own["seconds_per_frame"] + back["seconds_per_frame"]) / 2)
+    return common.timed(m, diffusion, c, truth[0], actions, fast, c.seed, window=fresh_window(rule, reverse, c.seed))
+
+
+def evaluate(args, model, cfg, diffusion):
+    """Held-out episodes, the same for every row. Prints the table; eval_<trajectory>.json is written after every row."""
+    device = next(model.parameters()).device
+    rng = np.random.default_rng(cfg.seed)
+    seeds = [cfg.test_seeds[0] + i for i in range(args.worlds)]
+    episodes = [(s, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for s in seeds]
+    # the "return leg": the second half of a kind that revisits the first (the walk back, or the second lap)
+    n_ret = len(episodes[0][1]) // 2 if args.trajectory in data.REVISIT_KINDS else 0
+    rows, per_seed, first_videos, outward_memory = [], {}, {}, {}
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
+    for name, over, rule, fast, control in eval_arms(args, cfg):
+        c = replace(cfg, **over)
+        reverse = args.fast_reverse and rule != "original"  # the original rule has a context: never reversed
+        m = sfvgen.with_lora(model, c) if fast else model
+        scores, secs = [], []
+        for k in tqdm(range(len(episodes)), desc=name, leave=False):
+            seed, actions = episodes[k]
+            truth, positions = data.render_episode(seed, actions, c.world())
+            res = episode(m, diffusion, c, episodes, k, n_ret, fast, control, rule, reverse, outward_memory)
+            scores.append(generate.score(res["frames"], truth, positions, c, n_ret))
+            if k == 0:
+                first_videos[name], first_truth, first_positions = res["frames"], truth, positions
+            secs.append(res["seconds_per_frame"])
+        per_seed[name] = scores
+        row = {key: float(np.mean([s[key] for s in scores])) for key in
+               ("psnr", "ssim", "outward_psnr", "return_psnr", "src_psnr", "src_ssim", "scene_cuts")}
+        row.update(arm=name, seconds_per_frame=float(np.mean(secs)), peak_mb=common.peak_memory_mb(device),
+                   chunk_psnr=np.mean([s["chunk_psnr"] for s in scores], 0).round(2).tolist())
+        gain = np.subtract([s["return_psnr"] for s in scores], [b["return_psnr"] for b in per_seed[BASE]])
+        row.update(return_gain=float(np.mean(gain)), seeds_improved=int(np.sum(gain > 0)),
+                   return_gain_ci=list(bootstrap_ci(gain)[1:]),  # paired by world, against the first row
+                   return_psnr_per_world=[s["return_psnr"] for s in scores],
+                   src_psnr_per_world=[s["src_psnr"] for s in scores])  # to pool runs of other seeds
+        rows.append(row)
+        generate.write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))  # kept if stopped
+    print_table(rows, args.worlds)
+    if "TEMP-LoRA" in first_videos:  # the first world: without memory | with memory | ground truth
+        video = os.path.join(args.out_dir, f"eval_{args.trajectory}.gif")
+        generate.write_video(video, generate.panels(first_videos[BASE], first_videos["TEMP-LoRA"], first_truth, truth=first_truth,
+                                                    revisit=generate.revisits(first_positions, 2 * cfg.chunk)))
+    print(f"wrote {path} (after every row)")
+    return rows
+
+
+def print_table(rows, n):
+    cols = [("arm", 24, "{}"), ("psnr", 7, "{:.2f}"), ("ssim", 6, "{:.3f}"), ("outward_psnr", 8, "{:.2f}"),
+            ("return_psnr", 8, "{:.2f}"), ("return_gain", 8, "{:+.2f}"), ("seeds_improved", 6, "{}"),
+            ("src_psnr", 8, "{:.2f}"), ("scene_cuts", 6, "{:.2f}"), ("seconds_per_frame", 8, "{:.3f}"), ("peak_mb", 7, "{:.0f}")]
+    heads = ["arm", "PSNR", "SSIM", "out PSNR", "ret PSNR", "ret gain", f"better/{n}", "SRC PSNR", "cuts", "s/frame", "peak MB"]
+    print(" | ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, (_, w, _)) in enumerate(zip(heads, cols))))
+    for r in rows:
+        print(" | ".join(f.format(r[k]).ljust(w) if i == 0 else f.format(r[k]).rjust(w) for i, (k, w, f) in enumerate(cols)))
+
+
+def evaluate_slow(args, model, cfg, diffusion):
+    """Single-chunk prediction on moving chunks of held-out worlds, against repeating the last context
+    frame, and 8-chunk rollouts from the start frame (PSNR per chunk index). Ours: the slow model alone."""
+    device = next(model.parameters()).device
+    rng = np.random.default_rng(cfg.seed)
+    ctx, tok, tgt = [], [], []
+    while len(ctx) < args.slow:  # keep items whose chunk moves the camera
+        c, t, g = data.sample_batch(rng, cfg.test_seeds, 1, cfg.world(), n_ctx=cfg.chunk, kinds=("out-and-back",))
+        if data.VOCAB[t[0][1]] in ("left", "right", "up", "down"):
+            ctx.append(c[0]), tok.append(t[0]), tgt.append(g[0])
+    gen = sfvgen.to_frames(diffusion.sample(model, sfvgen.to_model(np.stack(ctx), device), torch.tensor(np.stack(tok), device=device),
+                                            cfg.chunk, torch.Generator().manual_seed(cfg.seed)))
+    model_psnr = [metrics.psnr(g, t) for g, t in zip(gen, tgt)]
+    base_psnr = [metrics.psnr(np.repeat(c[-1:], cfg.chunk, 0), t) for c, t in zip(ctx, tgt)]
+    chunk_psnr = []
+    for i in tqdm(range(args.rollouts), desc="rollouts", leave=False):
+        actions = data.make_actions("out-and-back", rng, n=4)
+        truth, positions = data.render_episode(cfg.test_seeds[0] + i, actions, cfg.world())
+        res = common.timed(model, diffusion, cfg, truth[0], actions, False, cfg.seed)
+        chunk_psnr.append(generate.score(res["frames"], truth, positions, cfg, 4)["chunk_psnr"])
+    out = dict(model_psnr=float(np.mean(model_psnr)), repeat_last_psnr=float(np.mean(base_psnr)),
+               gain=float(np.mean(model_psnr) - np.mean(base_psnr)),
+               rollout_chunk_psnr=np.mean(chunk_psnr, 0).round(2).tolist() if chunk_psnr else [])
+    print(f"single chunk: model {out['model_psnr']:.2f} dB, repeat-last {out['repeat_last_psnr']:.2f} dB, gain {out['gain']:+.2f} dB "
+          f"({args.slow} held-out moving chunks)\nrollout PSNR per chunk: {out['rollout_chunk_psnr']}")
+    os.makedirs(args.out_dir, exist_ok=True)
+    generate.write_json(os.path.join(args.out_dir, "eval_slow.json"), dict(checkpoint=args.ckpt, **out))
+    return out
+
+
+def run(args, model, cfg, diffusion):
+    if args.slow:
+        return evaluate_slow(args, model, cfg, diffusion)
+    if args.worlds:
+        return evaluate(args, model, cfg, diffusion)
+    raise ValueError("give --worlds N (long videos with and without fast learning) or --slow N (the slow model alone)")
+
+
+def main(argv=None):
+    return common.main(run, argv, common.parser(__doc__.split("\n")[0], extra_flags, "python -m lab.eval"))
+
+
+if __name__ == "__main__":
+    main()
