@@ -1,10 +1,10 @@
-"""bench.py: the FLOP count it divides by, and the parameter matching of the peer."""
+"""lab/bench.py: the FLOP count it divides by, and the parameter matching of the peer."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-import bench
 import sfvgen
+from lab import bench
 
 
 def test_attention_flops_counted_on_cpu():

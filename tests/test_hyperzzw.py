@@ -1,10 +1,10 @@
-"""HyperZ·Z·W companion (hyperzzw.py): kernels, the FFT long convolution, local branches, the slow loss,
+"""HyperZ·Z·W companion (companion/hyperzzw.py): kernels, the FFT long convolution, local branches, the slow loss,
 standardization, the spike task and determinism. Every test runs on a CPU in well under a second or two."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-import hyperzzw as hz
+from companion import hyperzzw as hz
 
 
 def tiny_cfg(**overrides):
@@ -185,6 +185,7 @@ def test_flags_come_from_the_config_and_bad_values_fail():
             hz.parse_args(bad)
 
 
+@pytest.mark.heavy
 def test_on_a_short_spike_task_the_full_model_learns_the_product_and_the_local_only_model_does_not():
     """The benchmark in small (L = 64, spikes >= 24 apart, beyond the local model's reach of 2 * (3 + 7))."""
     cfg = hz.Config(length=64, min_gap=24, channels=8, slow_hidden=16, steps=150, test_size=512)

@@ -1,4 +1,5 @@
-"""The memory matrix (matrix.py): the arms' contexts, the controls and the summary numbers."""
+"""The memory matrix (lab/matrix.py): the arms' contexts, the controls, the summary numbers, MemoryUNet and the
+memory-mix training (lab/train.py)."""
 import os
 
 import numpy as np
@@ -7,9 +8,10 @@ import torch
 from conftest import micro_cfg
 
 import data
-import matrix
 import metrics
 import sfvgen
+from lab import matrix
+from lab.stats import bootstrap_ci
 
 
 def episode(kind="out-and-back", n=3, cfg=None):
@@ -59,7 +61,7 @@ def test_windows_and_ceiling_contexts():
 def micro():
     cfg = micro_cfg(fast_steps=2, fast_lr=1e-2)
     torch.manual_seed(0)
-    model = sfvgen.VideoUNet(cfg)
+    model = matrix.MemoryUNet(cfg)
     with torch.no_grad():  # a non-trivial network, so contexts and fast weights change the frames
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -71,7 +73,7 @@ def test_rollout_is_the_generator_and_continues_exactly():
     actions, truth, pos = episode(n=2, cfg=cfg)
     sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=0)
     for arm, fast in ((matrix.NONE, False), (matrix.TEMP_LORA, True)):
-        want = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast=fast, seed=cfg.seed)["frames"]
+        want = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast_learning=fast, seed=cfg.seed)["frames"]
         start = matrix.start_state(truth[0], cfg.seed, "cpu")
         whole, _ = matrix.rollout(model, diffusion, cfg, arm, actions, pos, start)
         assert np.array_equal(sfvgen.to_frames(whole["x"])[0], want)
@@ -93,7 +95,7 @@ def test_memory_changes_the_return_but_not_the_shared_outward_leg():
         assert not torch.equal(s["x"][:, cut:], none["x"][:, cut:])   # the return sees the memory
     copy, _ = matrix.rollout(model, diffusion, cfg, matrix.COPY, actions, pos, start)
     for n in range(cut, copy["x"].shape[1]):                            # the bound: every revisit is the first visit
-        m = data.revisit_matches(pos, [n], n)
+        m = matrix.revisit_matches(pos, [n], n)
         assert not m or torch.equal(copy["x"][:, n], copy["x"][:, m[0]])
 
 
@@ -122,7 +124,7 @@ def test_gap_fraction_is_zero_for_no_memory_and_one_for_the_ceiling():
 def test_confidence_intervals_contain_the_mean_and_shrink_with_more_worlds():
     widths = []
     for n in (2, 8, 32):  # worlds with the same spread of per-world gains, more of them
-        mean, lo, hi = metrics.bootstrap_ci(np.tile([-1.0, 0.5, 2.0, 4.5], n))
+        mean, lo, hi = bootstrap_ci(np.tile([-1.0, 0.5, 2.0, 4.5], n))
         assert lo <= mean <= hi
         widths.append(hi - lo)
     assert widths[0] > widths[1] > widths[2]
@@ -130,11 +132,11 @@ def test_confidence_intervals_contain_the_mean_and_shrink_with_more_worlds():
 
 def test_memory_training_clips_have_the_arms_contexts():
     rng, K = np.random.default_rng(0), 4
-    ctx, _, tgt, n_mem = data.sample_memory_batch(rng, (0, 100), 3, mode="retrieve", n_out=3)
+    ctx, _, tgt, n_mem = matrix.sample_memory_batch(rng, (0, 100), 3, mode="retrieve", n_out=3)
     assert n_mem in (1, K) and np.array_equal(ctx[:, :n_mem], tgt[:, K - n_mem:])  # retrieved = the places ahead
     for mode, f_p in (("window2", 2 * K), ("window4", 4 * K)):
-        assert data.sample_memory_batch(rng, (0, 100), 2, mode=mode)[0].shape[1] == f_p
-    ctx, _, tgt, n_mem = data.sample_memory_batch(rng, (0, 100), 2, mode="random", n_out=3)
+        assert matrix.sample_memory_batch(rng, (0, 100), 2, mode=mode)[0].shape[1] == f_p
+    ctx, _, tgt, n_mem = matrix.sample_memory_batch(rng, (0, 100), 2, mode="random", n_out=3)
     assert n_mem in (1, K) and ctx.shape[1] == n_mem + K
 
 
@@ -148,7 +150,47 @@ def test_model_takes_long_and_retrieved_contexts():
     out = model(x, t, tok, 8 * K)
     assert out.shape == x.shape and torch.isfinite(out).all()
     x, t = x[:, -3 * K:], t[:, -3 * K:]  # 2 chunks of context: the first one as retrieved memory or as the past
-    assert not torch.allclose(model(x, t, tok, 2 * K, n_mem=K)[:, -K:], model(x, t, tok, 2 * K)[:, -K:])
+    past = model(x, t, tok, 2 * K)[:, -K:]
+    model.n_mem = K
+    assert model.frame_positions(3 * K, 2 * K, "cpu")[:K].tolist() == [0] * K  # the "from memory" position
+    assert not torch.allclose(model(x, t, tok, 2 * K)[:, -K:], past)
+    model.n_mem = 0
+    assert torch.equal(model(x, t, tok, 2 * K)[:, -K:], past)
+
+
+def test_memory_unet_is_the_video_unet_until_frames_are_retrieved():
+    cfg, model, _ = micro()
+    plain = sfvgen.VideoUNet(cfg)
+    plain.load_state_dict(model.state_dict())  # the same keys: checkpoints load into either
+    x, t, tok = torch.randn(1, 3 * cfg.chunk, 3, cfg.size, cfg.size), torch.zeros(1, 3 * cfg.chunk, dtype=torch.long), \
+        sfvgen.null_tokens(1, "cpu")
+    t[:, 2 * cfg.chunk:] = 30
+    assert torch.equal(model(x, t, tok, 2 * cfg.chunk), plain(x, t, tok, 2 * cfg.chunk))
+    mem = matrix.memory_model(plain)
+    assert isinstance(mem, matrix.MemoryUNet) and mem.n_mem == 0
+    assert all(torch.equal(a, b) for a, b in zip(mem.state_dict().values(), plain.state_dict().values()))
+
+
+def test_memory_mix_training_sets_the_retrieved_frames_of_each_batch(tmp_path):
+    import train
+    from lab import train as lab_train
+    cfg = micro_cfg(max_steps=3, out=str(tmp_path / "mem"))
+    model = matrix.MemoryUNet(cfg)
+    seen = []
+    batches = lab_train.memory_batches(cfg, model, 1.0)
+
+    def record(rng, seeds, n_ctx=None):
+        batch = batches(rng, seeds, n_ctx)
+        seen.append((model.n_mem, batch[0].shape[1]))  # retrieved frames, context frames
+        return batch
+    out = train.main(cfg, quiet=True, batches=record, model=model)
+    assert out["step"] == 3 and all(np.isfinite(out["losses"]))
+    assert seen and all(0 <= n <= f_p for n, f_p in seen)  # every batch is a memory batch, its n_mem set
+    loaded, _, _ = sfvgen.load_model(str(tmp_path / "mem" / "ckpt.pt"))  # a plain VideoUNet loads it
+    assert isinstance(loaded, sfvgen.VideoUNet)
+    plain = lab_train.memory_batches(cfg, model, 0.0)
+    ctx, tok, tgt = plain(np.random.default_rng(0), cfg.train_seeds)
+    assert model.n_mem == 0 and tgt.shape[1] in (cfg.chunk, 2 * cfg.chunk)
 
 
 def test_new_kinds_return_to_the_start_and_calibration_edits_one_shape():
