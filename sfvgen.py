@@ -322,32 +322,40 @@ class Diffusion:
 
     def q_sample(self, x0, t, eps):
         """Forward process: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
+        # BEGIN SOLUTION hw1 hint: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps; self._ab(t) gives abar_t shaped to broadcast
         ab = self._ab(t)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        # END SOLUTION
 
     def target(self, x0, t, eps):
         """What the network regresses: eps (the paper), v = sqrt(abar) eps - sqrt(1 - abar) x_0, or x_0."""
+        # BEGIN SOLUTION hw1 hint: eps, v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0, or x_0, as self.cfg.prediction says
         ab = self._ab(t)
         return {"eps": eps, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0, "x0": x0}[self.cfg.prediction]
+        # END SOLUTION
 
     def x0_eps(self, x_t, t, pred):
         """The network output -> (x_0 estimate, eps estimate), inverting the forward process."""
+        # BEGIN SOLUTION hw1 hint: solve x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (and the v definition) for the pair (x_0, eps)
         ab = self._ab(t)
         if self.cfg.prediction == "eps":  # x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)
             return (x_t - (1 - ab).sqrt() * pred) / ab.sqrt(), pred
         if self.cfg.prediction == "v":  # x_0 = sqrt(abar) x_t - sqrt(1 - abar) v;  eps = sqrt(1 - abar) x_t + sqrt(abar) v
             return ab.sqrt() * x_t - (1 - ab).sqrt() * pred, (1 - ab).sqrt() * x_t + ab.sqrt() * pred
         return pred, (x_t - ab.sqrt() * pred) / (1 - ab).sqrt()  # eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)
+        # END SOLUTION
 
     def draw(self, x0, p_uncond=0.0, generator=None):
         """The loss's random draws for a batch of clean targets x0 (B, f_g, 3, H, W): one noise level t (B,) per
         clip, the noise eps like x0, and which clips drop their action (B,) bool (classifier-free guidance)."""
+        # BEGIN SOLUTION hw2 hint: per clip t ~ U{1..T}, drop = U[0,1) < p_uncond (None at 0); eps ~ N(0, I) like x0; CPU with a generator
         B, dev = x0.shape[0], x0.device
         rdev = "cpu" if generator is not None else dev  # a seeded torch.Generator lives on the CPU
         t = torch.randint(1, self.T + 1, (B,), generator=generator, device=rdev).to(dev)
         eps = torch.randn(x0.shape, generator=generator, device=rdev).to(dev)
         drop = (torch.rand(B, generator=generator, device=rdev) < p_uncond).to(dev) if p_uncond > 0 else None
         return t, eps, drop
+        # END SOLUTION
 
     def loss(self, model, ctx, x0, tokens, p_uncond=0.0, generator=None, draws=None):
         """The masked conditional loss (slow learning):
@@ -356,6 +364,7 @@ class Diffusion:
         With f_p = 0 and the null action this is the fast loss of TEMP-LoRA (all frames noised, loss on all).
         draws: (t, eps, drop) from `draw`, when the caller fixes them (e.g. each process of a multi-process
         batch keeps its rows of the whole batch's draws); drawn here otherwise."""
+        # BEGIN SOLUTION hw2 hint: noise the targets only (context at t = 0), null tokens where drop, MSE of target outputs vs self.target
         B, f_p = ctx.shape[:2]
         t, eps, drop = self.draw(x0, p_uncond, generator) if draws is None else draws
         x_t = self.q_sample(x0, t, eps)                                   # only the targets are noised
@@ -364,6 +373,7 @@ class Diffusion:
         t_frames = torch.cat([torch.zeros(B, f_p, dtype=torch.long, device=x0.device), t[:, None].expand(B, x0.shape[1])], 1)
         pred = model(torch.cat([ctx, x_t], dim=1), t_frames, tokens, f_p)[:, f_p:]  # the mask: targets only
         return F.mse_loss(pred.float(), self.target(x0, t, eps))
+        # END SOLUTION
 
     def guided(self, model, clip, t_frames, tokens, f_p, g):
         """Classifier-free guidance: pred = pred(null) + g (pred(a) - pred(null)), in one batched forward."""
@@ -377,6 +387,7 @@ class Diffusion:
         """DDIM (eta = 0) or DDPM-like ancestral (eta = 1) sampling of n_frames after the context.
         At every step the clean context frames are put back in front of the noisy frames and only
         the new frames are updated. ctx: (B, f_p, 3, H, W); returns (B, n_frames, 3, H, W)."""
+        # BEGIN SOLUTION hw3 hint: x ~ N(0, I); per step t -> s: clean context in front (t = 0), predict, clamp x_0, eps from x_0, DDIM x_s
         steps = steps or self.cfg.sample_steps
         g = self.cfg.guidance if guidance is None else guidance
         eta = self.cfg.eta if eta is None else eta
@@ -399,6 +410,7 @@ class Diffusion:
             noise = torch.randn(x.shape, generator=generator, device="cpu").to(dev) if eta > 0 and s > 0 else 0.0
             x = ab_s.sqrt() * x0 + (1 - ab_s - sigma ** 2).clamp(min=0).sqrt() * eps + sigma * noise
         return x
+        # END SOLUTION
 
 
 def null_tokens(B, device):
@@ -419,6 +431,7 @@ class LoRA(nn.Module):
     Merging is explicit: merge() folds (alpha / r) B A into W, unmerge() takes it out again."""
 
     def __init__(self, base, rank, alpha, generator=None):
+        # BEGIN SOLUTION hw4 hint: scale = alpha / r; A (r, in, *kernel) ~ U(+-1/sqrt(fan_in)) from generator, kept in A_init; B = 0
         super().__init__()
         self.base, self.rank, self.scale, self.merged = base, rank, alpha / rank, False
         w = base.weight  # Linear: (out, in); Conv: (out, in, *kernel)
@@ -429,12 +442,16 @@ class LoRA(nn.Module):
         self.lora_A = nn.Parameter(A.to(w.device))
         self.lora_B = nn.Parameter(torch.zeros(w.shape[0], rank, device=w.device))
         self.register_buffer("A_init", self.lora_A.detach().clone(), persistent=False)
+        # END SOLUTION
 
     def delta_weight(self):
         """(alpha / r) B A, shaped like the base weight."""
+        # BEGIN SOLUTION hw4 hint: W' - W = (alpha / r) B A: contract B (out, r) with A (r, in, *kernel)
         return self.scale * torch.einsum("or,r...->o...", self.lora_B, self.lora_A)
+        # END SOLUTION
 
     def forward(self, x):
+        # BEGIN SOLUTION hw4 hint: W x + (alpha / r) B (A x); conv: A a rank-r conv with the base kernel, B a 1x1 conv; merged: W x
         y = self.base(x)
         if self.merged:
             return y
@@ -444,29 +461,36 @@ class LoRA(nn.Module):
         conv = F.conv1d if isinstance(b, nn.Conv1d) else F.conv2d
         d = conv(x, self.lora_A, stride=b.stride, padding=b.padding, dilation=b.dilation)
         return y + self.scale * conv(d, self.lora_B.reshape(*self.lora_B.shape, *[1] * (x.dim() - 2)))
+        # END SOLUTION
 
     @torch.no_grad()
     def merge(self):
         """W <- W + (alpha / r) B A. The slow W is kept aside so unmerge() restores it bit for bit
         (W + d - d is not W in floating point, and the slow weights must not drift chunk after chunk)."""
+        # BEGIN SOLUTION hw4 hint: keep W aside, then W <- W + (alpha / r) B A; nothing when already merged
         if not self.merged:
             self.W_slow = self.base.weight.detach().clone()
             self.base.weight += self.delta_weight()
             self.merged = True
+        # END SOLUTION
 
     @torch.no_grad()
     def unmerge(self):
+        # BEGIN SOLUTION hw4 hint: put the W kept by merge back, bit for bit; nothing when not merged
         if self.merged:
             self.base.weight.copy_(self.W_slow)
             del self.W_slow
             self.merged = False
+        # END SOLUTION
 
     @torch.no_grad()
     def reset(self):
         """Back to the fresh adapter (B = 0, A = its initial draw): the adapted model equals the base."""
+        # BEGIN SOLUTION hw4 hint: unmerge, then A back to its initial draw and B to zero
         self.unmerge()
         self.lora_A.copy_(self.A_init)
         self.lora_B.zero_()
+        # END SOLUTION
 
 
 def _lora_sites(model, targets):
@@ -561,11 +585,13 @@ def local_window(history, tokens):
     target, with no clean context (f_p = 0) and the null action. history: list of (1, N_i, 3, H, W) chunks, the
     start frame first; tokens: the newest chunk's action (unused by this rule).
     Returns (context (1, 0, 3, H, W), target (1, N, 3, H, W), tokens (1, L))."""
+    # BEGIN SOLUTION hw5 hint: z' = [X_{i-1} ; X_i], all of it a target: (an empty context, the window, the null tokens)
     window = torch.cat([history[-2], history[-1]], dim=1)  # z' = [X_{i-1} ; X_i]: (1, N, 3, H, W)
     # with no context, Diffusion.loss noises all frames with one t and scores them all:
     #   L_fast = E_{t, eps} || target - net_{Phi+Theta}(sqrt(abar_t) z' + sqrt(1 - abar_t) eps, t, null) ||^2
     #   (target: x0 here, eps in the paper)
     return window[:, :0], window, null_tokens(1, window.device)
+    # END SOLUTION
 
 
 def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, explode=100.0):
@@ -618,6 +644,7 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast_learning=Non
     memory: a previous call's result["memory"] (the last chunks, Theta, its optimizer, the noise generators) to
     continue that video exactly; first_frame is then ignored. Without fast learning Theta stays as it starts.
     Returns dict(frames=(1 + I K, H, W, 3) uint8, the start frame first unless continuing, fast_losses, memory)."""
+    # BEGIN SOLUTION hw5 hint: fresh Theta, one Adam; per action: merge, sample K frames after history[-1], unmerge, fast_learn_chunk
     fast_learning = cfg.fast_learning if fast_learning is None else fast_learning
     dev = next(model.parameters()).device
     if fast_learning and not lora_modules(model):
@@ -661,6 +688,7 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast_learning=Non
                   fast_gen=fast_gen.get_state(), lora=lora_state(model) if fast_learning else {},
                   opt=opt.state_dict() if fast_learning else {})
     return dict(frames=to_frames(torch.cat(out, dim=1))[0], fast_losses=losses, memory=memory)
+    # END SOLUTION
 
 
 # ============================================================================= the slow-fast learning loop (Algorithm 1b)
@@ -691,6 +719,7 @@ def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None, window=
         L = mean over Ds of L_slow(X_{i+1} | X_i, a_{i+1}; Phi + Theta_i)   outer step: slow learning, Theta frozen
         Phi <- Phi - lr grad_Phi L                                          (train.main)
     """
+    # BEGIN SOLUTION hw6 hint: per episode: reset, Adam, snapshot lora_state before each fast_learn_chunk; then L_slow per snapshot
     dev = next(model.parameters()).device
     Ds = []
     for frames, actions in episodes:                                   # inner loop over episodes
@@ -716,6 +745,7 @@ def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None, window=
         total += loss.item()
     reset_lora(model)
     return total, Ds
+    # END SOLUTION
 
 
 # ============================================================================= checkpoints
