@@ -5,7 +5,7 @@ PY ?= python
 CKPT ?= checkpoints/tiny.pt
 HW ?= 1
 
-.PHONY: install demo train test test-quick bench preview play grade handout
+.PHONY: install demo train test test-quick bench preview play grade handout walkthrough
 
 install:
 	$(PY) -m pip install -q -r requirements.txt
@@ -45,4 +45,7 @@ grade:
 	$(PY) -m exercises.grade $(HW) $(if $(ROOT),--root $(ROOT),)
 
 handout:
-	$(PY) -m exercises.make_handout $(or $(OUT),out/handout)
+	$(PY) -m exercises.make_handout $(or $(OUT),out/handout) $(if $(HWS),--hw $(HWS),)
+
+walkthrough: install
+	$(PY) docs/walkthrough.py $(if $(QUICK),--quick,)
