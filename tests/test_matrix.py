@@ -224,3 +224,22 @@ def test_peak_memory_sees_a_new_allocation():
     mb = before - rss + 200  # enough to pass the earlier peak by 200 MB
     block = np.ones(int(mb * 2 ** 20 // 8))  # touched
     assert matrix.peak_rss_mb() > before + 150 and block.sum() > 0
+
+
+def test_the_matrix_entry_point_writes_calibration_and_the_table(tmp_path):
+    import json
+
+    import train
+    from lab import plan
+    train.main(micro_cfg(max_steps=1, out=str(tmp_path / "m")), quiet=True)
+    cfg = micro_cfg()
+    idm = plan.train_inverse_dynamics(cfg, torch.device("cpu"), steps=2, batch=4)
+    sfvgen.save_checkpoint(str(tmp_path / "idm.pt"), dict(size=cfg.size, model=idm.state_dict()))
+    table, curves = matrix.main(["--ckpt", str(tmp_path / "m" / "ckpt.pt"), "--worlds", "2", "--out-chunks", "2",
+                                 "--arms", "pose retrieval", "--idm", str(tmp_path / "idm.pt"), "--out", str(tmp_path / "x"),
+                                 "--device", "cpu", "--threads", "1"])
+    saved = json.load(open(tmp_path / "x" / "memory_matrix_out-and-back.json"))
+    assert list(saved["table"]) == list(table) and matrix.NONE in table and matrix.RETRIEVE in table
+    assert (tmp_path / "x" / "calibration.json").exists() and len(saved["per_world"]) == 2
+    with pytest.raises(SystemExit, match="--worlds N"):
+        matrix.main(["--ckpt", str(tmp_path / "m" / "ckpt.pt"), "--out", str(tmp_path / "x")])
