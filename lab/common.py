@@ -10,7 +10,6 @@ import sys
 import time
 
 import torch
-from tqdm import tqdm
 
 import cli
 import data
@@ -57,11 +56,10 @@ def main(run, argv, p):
         sys.exit(f"error: {e}")
 
 
-def timed(model, diffusion, cfg, first, actions, fast, seed, memory=None, window=sfvgen.local_window, progress=False):
+def timed(model, diffusion, cfg, first, actions, fast, seed, memory=None, window=sfvgen.local_window):
     """sfvgen.generate_long, and its seconds per generated frame."""
     t0 = time.time()
-    res = sfvgen.generate_long(model, diffusion, cfg, first, actions, fast_learning=fast, seed=seed, memory=memory, window=window,
-                               progress=(lambda x: tqdm(x, desc="chunks", leave=False)) if progress else None)
+    res = sfvgen.generate_long(model, diffusion, cfg, first, actions, fast_learning=fast, seed=seed, memory=memory, window=window)
     res["seconds_per_frame"] = (time.time() - t0) / (len(actions) * cfg.chunk)
     return res
 
