@@ -22,16 +22,16 @@ from . import rules
 from .matrix import MemoryUNet, sample_memory_batch
 
 
-def memory_batches(cfg, model, mix):
-    """train.main's batches: with probability `mix` a batch of the matrix's contexts (setting model.n_mem to its
-    retrieved frames), else train.py's batch (n_mem 0). Validation batches (n_ctx given) are train.py's."""
+def memory_batches(cfg, network, mix):
+    """train.main's batches: with probability `mix` a batch of the matrix's contexts (setting network().n_mem to
+    its retrieved frames), else train.py's batch (n_mem 0). Validation batches (n_ctx given) are train.py's."""
     plain = train.world_batches(cfg)
 
     def batches(rng, seeds, n_ctx=None):
         if n_ctx is None and rng.random() < mix:  # contexts of the memory matrix's arms
-            ctx, tok, tgt, model.n_mem = sample_memory_batch(rng, seeds, cfg.batch, cfg.world())
+            ctx, tok, tgt, network().n_mem = sample_memory_batch(rng, seeds, cfg.batch, cfg.world())
             return ctx, tok, tgt
-        model.n_mem = 0
+        network().n_mem = 0
         return plain(rng, seeds, n_ctx)
     return batches
 
@@ -64,13 +64,12 @@ def main(argv=None):
         window = rules.make_window(args.fast_rule, args.fast_reverse)
     except ValueError as e:
         parser.error(str(e))
-    model = batches = None
-    if args.memory_mix:
-        train.seed_everything(cfg.seed)  # the initial weights train.py would draw
-        model = MemoryUNet(cfg)
-        batches = memory_batches(cfg, model, args.memory_mix)
+    built, network, batches = [], sfvgen.VideoUNet, None
+    if args.memory_mix:  # train.main builds the network after seeding; the batches set its n_mem
+        network = lambda c: built.append(MemoryUNet(c)) or built[0]  # noqa: E731
+        batches = memory_batches(cfg, lambda: built[0], args.memory_mix)
     try:
-        return train.main(cfg, batches=batches, model=model, window=window)
+        return train.main(cfg, batches=batches, network=network, window=window)
     except ValueError as e:  # a bad checkpoint or --init file: one line that names it
         sys.exit(f"error: {e}")
 

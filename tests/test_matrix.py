@@ -175,20 +175,21 @@ def test_memory_mix_training_sets_the_retrieved_frames_of_each_batch(tmp_path):
     import train
     from lab import train as lab_train
     cfg = micro_cfg(max_steps=3, out=str(tmp_path / "mem"))
-    model = matrix.MemoryUNet(cfg)
-    seen = []
-    batches = lab_train.memory_batches(cfg, model, 1.0)
+    built, seen = [], []
+    network = lambda c: built.append(matrix.MemoryUNet(c)) or built[0]  # noqa: E731
+    batches = lab_train.memory_batches(cfg, lambda: built[0], 1.0)
 
     def record(rng, seeds, n_ctx=None):
         batch = batches(rng, seeds, n_ctx)
-        seen.append((model.n_mem, batch[0].shape[1]))  # retrieved frames, context frames
+        seen.append((built[0].n_mem, batch[0].shape[1]))  # retrieved frames, context frames
         return batch
-    out = train.main(cfg, quiet=True, batches=record, model=model)
+    out = train.main(cfg, quiet=True, batches=record, network=network)
+    model = built[0]
     assert out["step"] == 3 and all(np.isfinite(out["losses"]))
     assert seen and all(0 <= n <= f_p for n, f_p in seen)  # every batch is a memory batch, its n_mem set
     loaded, _, _ = sfvgen.load_model(str(tmp_path / "mem" / "ckpt.pt"))  # a plain VideoUNet loads it
     assert isinstance(loaded, sfvgen.VideoUNet)
-    plain = lab_train.memory_batches(cfg, model, 0.0)
+    plain = lab_train.memory_batches(cfg, lambda: model, 0.0)
     ctx, tok, tgt = plain(np.random.default_rng(0), cfg.train_seeds)
     assert model.n_mem == 0 and tgt.shape[1] in (cfg.chunk, 2 * cfg.chunk)
 
