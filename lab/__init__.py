@@ -4,7 +4,7 @@ The core (sfvgen.py, train.py, generate.py) implements the paper; the lab import
 few explicit seams, never the other way round:
   - `window=` of sfvgen.generate_long / fast_learn_chunk / slow_fast_iteration and train.main: the fast rule
     (lab/rules.py: the paper's ablated rules and our reversed windows);
-  - `batches=` and `model=` of train.main: other training clips and a subclass of the network
+  - `batches=` and `network=` of train.main: other training clips and a subclass of the network
     (lab/matrix.py: MemoryUNet and the memory matrix's contexts, trained by lab/train.py);
   - `memory=` of sfvgen.generate_long: a video continued from a state, or from the start with a LoRA held
     frozen (the controls of lab/eval.py and lab/probe.py);

@@ -43,15 +43,15 @@ def kind_flags(p, what):
     p.add_argument("--out-chunks", type=int, default=4, help="chunks of the outward leg of every episode")
 
 
-def main(run, argv, p):
-    """Parse, check the output folder, build the model, run(args, model, cfg, diffusion); errors as one line."""
+def main(command, argv, p):
+    """Parse, check the output folder, build the model, command(args, model, cfg, diffusion); errors as one line."""
     args = p.parse_args(argv)
     try:
         if getattr(args, "fast_reverse", False) and getattr(args, "fast_rule", "local") == "original":
             raise ValueError("--fast-reverse plays a window without context backwards: use --fast-rule local or global")
         cli.check_writable(args.out_dir)
         model, cfg, diffusion = generate.build(args)
-        return run(args, model, cfg, diffusion)
+        return command(args, model, cfg, diffusion)
     except ValueError as e:
         sys.exit(f"error: {e}")
 

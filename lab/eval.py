@@ -189,7 +189,7 @@ def evaluate_slow(args, model, cfg, diffusion):
     return out
 
 
-def run(args, model, cfg, diffusion):
+def command(args, model, cfg, diffusion):
     if args.slow:
         return evaluate_slow(args, model, cfg, diffusion)
     if args.worlds:
@@ -198,7 +198,7 @@ def run(args, model, cfg, diffusion):
 
 
 def main(argv=None):
-    return common.main(run, argv, common.parser(__doc__.split("\n")[0], extra_flags, "python -m lab.eval"))
+    return common.main(command, argv, common.parser(__doc__.split("\n")[0], extra_flags, "python -m lab.eval"))
 
 
 if __name__ == "__main__":

@@ -410,7 +410,7 @@ def plot_curves(curves, path, title):
     return True
 
 
-def run(model, diffusion, cfg, n_worlds, trajectory, out_chunks, out_dir, idm=None, arms=ARMS, controls=True,
+def matrix_table(model, diffusion, cfg, n_worlds, trajectory, out_chunks, out_dir, idm=None, arms=ARMS, controls=True,
         write_json=None, checkpoint=""):
     """The memory matrix on n_worlds held-out worlds; the JSON is rewritten after every world."""
     rng = np.random.default_rng(cfg.seed)
@@ -559,7 +559,7 @@ def memory_matrix(args, model, cfg, diffusion):
 
 
 def memory_matrix_table(args, model, cfg, diffusion, arms):
-    """Calibration, the context losses, then run: the table and the curves."""
+    """Calibration, the context losses, then matrix_table: the table and the curves."""
     dev = next(model.parameters()).device
     calib = calibration(cfg.world(), range(cfg.test_seeds[0], cfg.test_seeds[0] + 20))
     print("what a dB means here (20 worlds, ground truth against one change):")
@@ -569,7 +569,7 @@ def memory_matrix_table(args, model, cfg, diffusion, arms):
     losses = context_losses(model, diffusion, cfg)
     print("masked loss on 30 held-out return chunks, by context: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     idm = load_idm(args.idm, cfg, dev)
-    return run(model, diffusion, cfg, args.worlds, args.trajectory, args.out_chunks, args.out_dir, idm=idm, arms=arms,
+    return matrix_table(model, diffusion, cfg, args.worlds, args.trajectory, args.out_chunks, args.out_dir, idm=idm, arms=arms,
                controls=not args.no_controls, write_json=generate.write_json, checkpoint=args.ckpt)
 
 

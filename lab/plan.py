@@ -161,7 +161,7 @@ def plan_episode(model, diffusion, cfg, idm, seed, actions, fast, window=sfvgen.
     return s
 
 
-def run(model, diffusion, cfg, n_worlds, out_chunks, idm, loop_model=None, arms=ARMS, window=sfvgen.local_window):
+def plan_table(model, diffusion, cfg, n_worlds, out_chunks, idm, loop_model=None, arms=ARMS, window=sfvgen.local_window):
     """Every arm on the same n_worlds held-out worlds, paths and sampler noise. Returns the rows (means, and
     the per-world scores)."""
     rng = np.random.default_rng(cfg.seed)
@@ -212,7 +212,7 @@ def plan(args, model, cfg, diffusion):
         arms.remove(LOOP)  # the two slow-only rows
     loop_model = sfvgen.load_model(args.loop_ckpt, dev)[0] if args.loop_ckpt else None
     window = rules.make_window("local", args.fast_reverse)
-    rows, worlds = run(model, diffusion, cfg, args.worlds, args.out_chunks, idm, loop_model, arms, window)
+    rows, worlds = plan_table(model, diffusion, cfg, args.worlds, args.out_chunks, idm, loop_model, arms, window)
     print_table(rows, acc, args.worlds, args.out_chunks, cfg.world())
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "plan.json")

@@ -44,9 +44,9 @@ def test_planning_rows_differ_only_by_the_fast_weights():
     model, diffusion = sfvgen.VideoUNet(cfg).eval(), sfvgen.Diffusion(cfg, torch.device("cpu"))
     idm = plan.train_inverse_dynamics(cfg, torch.device("cpu"), steps=5, batch=8)
     arms = (plan.NO_FAST, plan.SLOW_ONLY)
-    (off, zero), worlds = plan.run(model, diffusion, cfg, 2, 2, idm, arms=arms)
+    (off, zero), worlds = plan.plan_table(model, diffusion, cfg, 2, 2, idm, arms=arms)
     assert len(set(worlds)) == 2 and off["per_world"] == zero["per_world"]
-    (_, on), _ = plan.run(model, diffusion, replace(cfg, fast_lr=0.5), 2, 2, idm, arms=arms)
+    (_, on), _ = plan.plan_table(model, diffusion, replace(cfg, fast_lr=0.5), 2, 2, idm, arms=arms)
     assert on["per_world"] != off["per_world"]
 
 
