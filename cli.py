@@ -21,7 +21,7 @@ import sfvgen
 
 # the fields a checkpoint's weights were trained with: generation and --init may not change them
 WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "heads", "text_dim", "cond_last_frame",
-                 "size", "chunk", "timesteps", "prediction")
+                 "size", "chunk", "timesteps", "prediction", "latent_channels", "ae_width")
 
 
 # the fields that change a generation from a trained checkpoint (generate.py and the lab take only these)
@@ -137,6 +137,11 @@ def validate(cfg):
          f"attention levels must lie in 0..{len(cfg.mults) - 1}"),
         (all(cfg.channels * m % 8 == 0 for m in cfg.mults), "--channels times every mult must be divisible by 8 (GroupNorm)"),
         (cfg.sample_steps <= cfg.timesteps, "--sample-steps must not exceed --timesteps"),
+        (cfg.stage in ("diffusion", "autoencoder"), f"--stage {cfg.stage!r}: use diffusion or autoencoder"),
+        (cfg.latent_channels >= 0 and cfg.ae_width > 0, "--latent-channels must be >= 0 and --ae-width positive"),
+        (not cfg.latent_channels or cfg.size % (4 * 2 ** (len(cfg.mults) - 1)) == 0,
+         f"--size {cfg.size}: a latent model's UNet works at size / 4 and halves it {len(cfg.mults) - 1} times; "
+         f"use a multiple of {4 * 2 ** (len(cfg.mults) - 1)}"),
         (cfg.train_seeds[1] <= cfg.val_seeds[0] and cfg.val_seeds[1] <= cfg.test_seeds[0],
          "seed ranges must be ordered and disjoint: train < val < test"),
     ]

@@ -84,7 +84,7 @@ def write_video(path, frames, fps=8):
         data.write_gif(path, frames, fps)
 
 
-def panels(*videos, truth=None, revisit=None, scale=3):
+def panels(*videos, truth=None, revisit=None, scale=4):
     """Side by side, scaled up: (N, scale (H + 4), n scale (W + 2), 3). Under each panel a bar whose length is
     the frame's PSNR against `truth` (10 dB: none, 25 dB: full width); frames that revisit a place seen more
     than a context window before (`revisit`, (N,) bool) get a yellow bar end: compare the panels there."""
@@ -92,12 +92,12 @@ def panels(*videos, truth=None, revisit=None, scale=3):
     cols = []
     for v in videos:
         bar = np.full((N, 4, W, 3), 255, np.uint8)
-        if truth is not None:
+        if truth is not None and v is not truth:
             p = metrics.psnr_per_frame(v, truth)
             for n in range(N):
                 bar[n, 1:3, :int(np.clip((p[n] - 10) / 15, 0, 1) * W)] = (60, 60, 60)
-                if revisit is not None and revisit[n]:
-                    bar[n, :, -3:] = (240, 200, 0)
+        if revisit is not None:
+            bar[revisit, :, -3:] = (240, 200, 0)
         cols.append(np.pad(np.concatenate([v, bar], axis=1), ((0, 0), (0, 0), (0, 2), (0, 0)), constant_values=255))
     return np.concatenate(cols, axis=2).repeat(scale, 1).repeat(scale, 2)
 

@@ -45,6 +45,8 @@ class Config:
     heads: int = 4                     # attention heads
     text_dim: int = 64                 # D of the action-text encoder (stands in for the paper's frozen CLIP)
     cond_last_frame: bool = True       # feed the last context frame to every frame as 3 extra input channels
+    latent_channels: int = 0           # C of the frozen frame autoencoder's latents the UNet works on; 0 = pixels
+    ae_width: int = 64                 # hidden width of the frame autoencoder (latent models only)
     # --- world (data.py)
     size: int = 32                     # H = W of a frame
     canvas: int = 256                  # side of the world's toroidal canvas
@@ -90,6 +92,8 @@ class Config:
     resume: bool = False               # continue from out/ckpt.pt
     init: str = ""                     # start the weights from this checkpoint's EMA (fine-tuning, the loop)
     train_kinds: str = "random"        # trajectory kinds of slow learning's clips (data.KINDS), drawn uniformly
+    stage: str = "diffusion"           # what train.py trains: diffusion (slow learning, the loop) or autoencoder (a latent model's, first)
+    autoencoder: str = ""              # a latent model's frame autoencoder: the checkpoint of train.py --stage autoencoder
     data: str = ""                     # train on a folder of videos with annotations.jsonl (data.load_folder); empty: the built-in world
     # --- the slow-fast learning loop (Algorithm 1b; train.py --loop)
     loop: bool = False                 # train the slow weights with each episode's TEMP-LoRA plugged in
@@ -109,6 +113,9 @@ PRESETS = {
                   temporal_attn_levels=(1, 2, 3), out="runs/small"),
     "gpu": dict(size=64, canvas=512, speed=8, channels=96, mults=(1, 2, 3, 4), attn_levels=(2, 3),
                 temporal_attn_levels=(1, 2, 3), batch=64, max_steps=50_000, bf16=True, out="runs/gpu"),
+    # the tiny world on 8x8x8 latents of a frame autoencoder, as the paper works on its VAE's latents (2-core CPU)
+    "tiny-latent": dict(latent_channels=8, attn_levels=(0, 1, 2), temporal_attn_levels=(0, 1, 2), batch=16,
+                        out="runs/tiny-latent"),
 }
 
 
@@ -119,16 +126,78 @@ def preset(name, **overrides):
 
 
 # ============================================================================= frames <-> model tensors
-def to_model(frames, device=None):
-    """uint8 (B, N, H, W, 3) -> float (B, N, 3, H, W) in [-1, 1]: x = frames / 127.5 - 1."""
+def to_model(frames, device=None, autoencoder=None):
+    """uint8 (B, N, H, W, 3) -> float (B, N, 3, H, W) in [-1, 1]: x = frames / 127.5 - 1.
+    A latent model passes its frozen autoencoder: then the result is the latents (B, N, C, H/4, W/4) of x."""
     x = torch.as_tensor(np.ascontiguousarray(frames), device=device)
-    return rearrange(x, "b n h w c -> b n c h w").float() / 127.5 - 1.0
+    x = rearrange(x, "b n h w c -> b n c h w").float() / 127.5 - 1.0
+    if autoencoder is None:
+        return x
+    with torch.no_grad():
+        return rearrange(autoencoder.encode(rearrange(x, "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=len(x))
 
 
-def to_frames(x):
-    """float (B, N, 3, H, W) in [-1, 1] -> uint8 (B, N, H, W, 3) numpy."""
+def to_frames(x, autoencoder=None):
+    """float (B, N, 3, H, W) in [-1, 1] -> uint8 (B, N, H, W, 3) numpy; latents (B, N, C, h, w) through autoencoder."""
+    if autoencoder is not None:
+        with torch.no_grad():
+            x = rearrange(autoencoder.decode(rearrange(x.float(), "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=len(x))
     x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return rearrange(x, "b n c h w -> b n h w c").cpu().numpy()
+
+
+# ============================================================================= the frame autoencoder (latent models)
+class Residual(nn.Module):
+    """x + conv(silu(conv(silu(x)))): two 3x3 convs with no normalisation (the frame autoencoder's block)."""
+
+    def __init__(self, D):
+        super().__init__()
+        self.f = nn.Sequential(nn.SiLU(), nn.Conv2d(D, D, 3, padding=1), nn.SiLU(), nn.Conv2d(D, D, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.f(x)
+
+
+class FrameAutoencoder(nn.Module):
+    """A per-frame autoencoder, frames (M, 3, H, W) in [-1, 1] <-> latents (M, C, H/4, W/4). It stands in for the
+    paper's frozen per-frame VAE (ModelScope's Stable Diffusion VAE): trained first (train.py --stage
+    autoencoder, plain MSE: nothing samples from a prior, so no KL term; our choice), then frozen. A latent model
+    (cfg.latent_channels = C > 0) learns, samples and fast-learns on its latents and decodes only to show frames.
+
+    Encoder: a 4x4 conv of stride 4 ("patchify") and 1x1 convs, so each latent pixel encodes one 4x4 patch and a
+    4-px camera move (one frame at the tiny world's speed) is exactly a one-pixel shift of the latents: the UNet
+    predicts motion as a shift (an encoder with 3x3 convs and GroupNorm reconstructs worse and is not shift-
+    equivariant; measured, README). Decoder: residual 3x3 convs (no normalisation), a 1x1 conv to the 4 x 4 x 3
+    values of each patch, pixel shuffle, and a 3x3 refinement at full size.
+    Latents are normalised per channel, z = (E(x) - mean) / std, with statistics of training frames (buffers)."""
+
+    def __init__(self, C, D=64, blocks=2):
+        super().__init__()
+        # each latent pixel sees its own 4x4 patch only (1x1 convs after the patchify): a 4-px move of the view
+        # shifts the latents by exactly one pixel, borders included (the view centre's marker aside)
+        self.encoder = nn.Sequential(nn.Conv2d(3, D, 4, stride=4), nn.SiLU(), nn.Conv2d(D, D, 1), nn.SiLU(),
+                                     nn.Conv2d(D, D, 1), nn.SiLU(), nn.Conv2d(D, C, 1))
+        self.decoder = nn.Sequential(nn.Conv2d(C, D, 3, padding=1), *[Residual(D) for _ in range(blocks)],
+                                     nn.SiLU(), nn.Conv2d(D, 3 * 4 * 4, 1), nn.PixelShuffle(4))
+        self.refine = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.SiLU(), nn.Conv2d(32, 3, 3, padding=1))
+        self.register_buffer("mean", torch.zeros(C))  # per-channel latent statistics (set_statistics)
+        self.register_buffer("std", torch.ones(C))
+
+    def encode(self, x):
+        """(M, 3, H, W) in [-1, 1] -> normalised latents (M, C, H/4, W/4): z = (E(x) - mean) / std."""
+        return (self.encoder(x) - self.mean[:, None, None]) / self.std[:, None, None]
+
+    def decode(self, z):
+        """(M, C, h, w) -> (M, 3, 4h, 4w), about [-1, 1]: x = D(z std + mean), a coarse image plus its refinement."""
+        x = self.decoder(z * self.std[:, None, None] + self.mean[:, None, None])
+        return x + self.refine(x)
+
+    @torch.no_grad()
+    def set_statistics(self, x):
+        """mean and std per latent channel over frames x (M, 3, H, W), so the UNet sees latents of unit scale."""
+        z = self.encoder(x)
+        self.mean.copy_(z.mean((0, 2, 3)))
+        self.std.copy_(z.std((0, 2, 3)))
 
 
 # ============================================================================= the video UNet
@@ -239,7 +308,8 @@ class VideoUNet(nn.Module):
 
     forward(x, t, tokens, n_ctx): x (B, N, 3, H, W); t (B, N) long noise levels, 0 for clean context frames
     (our choice: the paper does not say how the network tells context from targets); tokens (B, L);
-    n_ctx = f_p. Returns (B, N, 3, H, W).
+    n_ctx = f_p. Returns (B, N, 3, H, W). A latent model (cfg.latent_channels = C > 0) takes and returns latents
+    (B, N, C, H/4, W/4) and holds its frozen FrameAutoencoder as `autoencoder` (None for a pixel model).
     """
 
     def __init__(self, cfg):
@@ -250,7 +320,8 @@ class VideoUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(cfg.channels, E), nn.SiLU(), nn.Linear(E, E))
         self.offset_emb = nn.Embedding(4 * cfg.chunk + 1, E)  # frame offset -2K..+2K to the last context frame (our choice)
         self.text = TextEncoder(cfg.text_dim, cfg.heads)
-        self.inp = nn.Conv2d(6 if cfg.cond_last_frame else 3, ch[0], 3, padding=1)
+        C = cfg.latent_channels or 3  # what a frame is to the UNet: latent channels, or RGB
+        self.inp = nn.Conv2d(2 * C if cfg.cond_last_frame else C, ch[0], 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         c_prev, skips = ch[0], []
         for lv, c in enumerate(ch):
@@ -266,7 +337,10 @@ class VideoUNet(nn.Module):
             self.up.append(nn.ModuleList([ResBlock(c_prev + skips[lv], c, E), attn,
                                           nn.Identity() if lv == 0 else nn.Conv2d(c, ch[lv - 1], 3, padding=1)]))
             c_prev = c if lv == 0 else ch[lv - 1]
-        self.out = nn.Sequential(nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], C, 3, padding=1))
+        self.autoencoder = None
+        if cfg.latent_channels:  # frozen: trained before (train.py --stage autoencoder), loaded with the checkpoint
+            self.autoencoder = FrameAutoencoder(cfg.latent_channels, cfg.ae_width).requires_grad_(False)
 
     def frame_positions(self, N, n_ctx, device):
         """(N,) index of each frame's offset to the last context frame (0; targets 1..f_g; context <= 0), shifted
@@ -401,7 +475,8 @@ class Diffusion:
             pred = model(clip, tf, tokens, f_p)[:, f_p:] if g == 1.0 else self.guided(model, clip, tf, tokens, f_p, g)
             tt = torch.tensor(t, device=dev)
             x0, eps = self.x0_eps(x, tt, pred.float())
-            x0 = x0.clamp(-1, 1)
+            if not self.cfg.latent_channels:  # pixels lie in [-1, 1]; normalised latents have no such bound
+                x0 = x0.clamp(-1, 1)
             ab_t, ab_s = self.abar[t], self.abar[s]
             eps = (x - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()  # eps consistent with the clipped x_0
             # DDIM: x_s = sqrt(abar_s) x_0 + sqrt(1 - abar_s - sigma^2) eps + sigma z,
@@ -497,8 +572,8 @@ def _lora_sites(model, targets):
     """(parent, attribute name) of every layer the target set names."""
     sites = []
     for name, mod in model.named_modules():
-        if name.startswith("text") or isinstance(mod, LoRA):
-            continue  # the action-text encoder keeps its slow weights only
+        if name.startswith(("text", "autoencoder")) or isinstance(mod, LoRA):
+            continue  # the action-text encoder keeps its slow weights only; the frame autoencoder stays frozen
         if targets == "all":
             sites += [(mod, n) for n, c in mod.named_children() if isinstance(c, (nn.Linear, nn.Conv1d, nn.Conv2d))]
         elif isinstance(mod, Attention) and (targets == "attn" or name.endswith(".temporal")):
@@ -573,10 +648,13 @@ def slow_state_dict(model):
 
 
 def set_trainable(model, which):
-    """which = 'slow': Phi trains, Theta frozen; 'fast': Theta trains, Phi frozen."""
+    """which = 'slow': Phi trains, Theta frozen; 'fast': Theta trains, Phi frozen. A latent model's frame
+    autoencoder is frozen in both."""
     lora = set(map(id, lora_parameters(model)))
     for p in model.parameters():
         p.requires_grad_((id(p) in lora) == (which == "fast"))
+    if getattr(model, "autoencoder", None) is not None:
+        model.autoencoder.requires_grad_(False)
 
 
 # ============================================================================= fast learning (Algorithm 1a)
@@ -660,7 +738,7 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast_learning=Non
     reset_lora(model)  # Theta fresh for every episode (no LoRA layers: nothing to do)
     opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr) if fast_learning else None  # one per episode
     if memory is None:
-        history = [to_model(first_frame[None, None], dev)]  # [X_0]: (1, 1, 3, H, W)
+        history = [to_model(first_frame[None, None], dev, model.autoencoder)]  # [X_0]: (1, 1, 3, H, W), or latents
         out, chunk0 = [history[0]], 0
     else:  # continue: the context, Theta, its optimizer and both generators as they were
         history, out, chunk0 = [h.to(dev) for h in memory["history"]], [], memory["chunk"]
@@ -687,7 +765,7 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast_learning=Non
     memory = dict(history=[h.cpu() for h in history[-2:]], chunk=chunk0 + len(actions), gen=gen.get_state(),
                   fast_gen=fast_gen.get_state(), lora=lora_state(model) if fast_learning else {},
                   opt=opt.state_dict() if fast_learning else {})
-    return dict(frames=to_frames(torch.cat(out, dim=1))[0], fast_losses=losses, memory=memory)
+    return dict(frames=to_frames(torch.cat(out, dim=1), model.autoencoder)[0], fast_losses=losses, memory=memory)
     # END SOLUTION
 
 
@@ -723,7 +801,7 @@ def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None, window=
     dev = next(model.parameters()).device
     Ds = []
     for frames, actions in episodes:                                   # inner loop over episodes
-        x = to_model(frames[None], dev)                                # (1, 1 + I K, 3, H, W)
+        x = to_model(frames[None], dev, model.autoencoder)             # (1, 1 + I K, 3, H, W), or latents
         X = [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1))        # X_0 = the start frame, X_1 .. X_I
         reset_lora(model)                                              # Theta fresh for every episode
         fast_opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr)  # one optimizer per episode

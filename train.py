@@ -7,6 +7,9 @@
     python train.py --loop --init checkpoints/tiny.pt --lr 1e-4 --warmup 0 --out runs/tiny-loop
                                                                     # the slow-fast learning loop (Algorithm 1b)
     torchrun --standalone --nproc_per_node=8 train.py --preset gpu  # several GPUs (DDP); --batch stays global
+    python train.py --preset tiny-latent --stage autoencoder --out runs/tiny-latent-ae   # a latent model: its frame
+    python train.py --preset tiny-latent --autoencoder runs/tiny-latent-ae/ckpt.pt       # autoencoder first, then the
+                                                                    # UNet on its frozen latents (the paper's VAE)
 
 `main(cfg)` reads top to bottom: config, processes and device, seed, model, optimizer, resume, then the loop
 (data -> masked loss -> step -> EMA -> log / validate / checkpoint); tests call it for a few steps. With --loop
@@ -64,10 +67,10 @@ def set_rng_state(rng, state, device):
         torch.cuda.set_rng_state(state["cuda"][0], device)
 
 
-def batch_to(device, batch):
-    """numpy (context, tokens, target) -> model tensors on the device."""
+def batch_to(device, batch, autoencoder=None):
+    """numpy (context, tokens, target) -> model tensors on the device (a latent model's: latents, encoded on the fly)."""
     ctx, tok, tgt = batch
-    return to_model(ctx, device), torch.as_tensor(tok, device=device), to_model(tgt, device)
+    return to_model(ctx, device, autoencoder), torch.as_tensor(tok, device=device), to_model(tgt, device, autoencoder)
 
 
 def world_batches(cfg):
@@ -87,7 +90,7 @@ def validation_loss(model, diffusion, cfg, device, batches, n_batches=4):
     rng, gen = np.random.default_rng(1234), torch.Generator().manual_seed(1234)
     losses = []
     for k in range(n_batches):
-        ctx, tok, tgt = batch_to(device, batches(rng, cfg.val_seeds, n_ctx=k % cfg.chunk + 1))
+        ctx, tok, tgt = batch_to(device, batches(rng, cfg.val_seeds, n_ctx=k % cfg.chunk + 1), model.autoencoder)
         losses.append(float(diffusion.loss(model, ctx, tgt, tok, generator=gen)))
     return sum(losses) / len(losses)
 
@@ -122,10 +125,57 @@ def start_processes(cfg, device):
     return device, rank, world, slice(rank * per, (rank + 1) * per)
 
 
-def main(cfg, quiet=False, batches=None, model=None, window=sfvgen.local_window):
+def train_autoencoder(cfg, quiet=False):
+    """--stage autoencoder: a latent model's frame autoencoder (sfvgen.FrameAutoencoder), trained with
+    L = || D(E(x)) - x ||^2 on the frames of slow learning's clips, then its latent statistics; it is frozen after.
+    Writes out/ckpt.pt with the config and the autoencoder. Returns {"losses": [...], "step": final step}."""
+    if not cfg.latent_channels:
+        raise ValueError("--stage autoencoder trains a latent model's autoencoder: give --latent-channels (or --preset tiny-latent)")
+    device = cli.pick_device(cfg.device)
+    cli.check_writable(cfg.out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    batches, pool = world_batches(cfg), data.WorldPool(cfg.train_seeds, rng)
+    ae = sfvgen.FrameAutoencoder(cfg.latent_channels, cfg.ae_width).to(device)
+    opt = torch.optim.Adam(ae.parameters(), lr=cfg.lr)
+
+    def frames():  # one frame of each of a batch of clips, so the frames show different places: (batch, 3, H, W)
+        clips = batches(rng, pool.step(rng), n_ctx=cfg.chunk)[2]  # (batch, K, H, W, 3) uint8
+        return to_model(clips[np.arange(len(clips)), rng.integers(0, cfg.chunk, len(clips))][:, None], device)[:, 0]
+
+    losses, t_start, cpu_start = [], time.time(), time.process_time()
+    for step in tqdm(range(cfg.max_steps), desc=f"frame autoencoder ({device})", disable=quiet):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        x = frames()
+        loss = torch.nn.functional.mse_loss(ae.decode(ae.encode(x)), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 and not quiet:
+            tqdm.write(json.dumps(dict(step=step + 1, loss=round(sum(losses[-cfg.log_every:]) / cfg.log_every, 5),
+                                       minutes=round((time.time() - t_start) / 60, 2),
+                                       cpu_minutes=round((time.process_time() - cpu_start) / 60, 2))))
+        if cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes:
+            break
+    ae.set_statistics(torch.cat([frames() for _ in range(2048 // cfg.batch + 1)]))  # so the UNet sees latents of unit scale
+    sfvgen.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), dict(config=asdict(cfg), step=len(losses), autoencoder=ae.state_dict()))
+    if not quiet:
+        print(f"wrote {os.path.join(cfg.out, 'ckpt.pt')}: the frame autoencoder after {len(losses)} steps "
+              f"({(time.process_time() - cpu_start) / 60:.2f} CPU-minutes); train the latent model with --autoencoder")
+    return dict(losses=losses, step=len(losses))
+
+
+def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_window):
     """Slow learning (or, with cfg.loop, the slow-fast learning loop). Returns {"losses": [...], "step": final step}.
     The lab's seams: batches(rng, seeds, n_ctx=None) -> (context, tokens, target) numpy clips, default
-    `world_batches(cfg)`; model: the network to train, default VideoUNet(cfg); window: the loop's fast rule."""
+    `world_batches(cfg)`; network(cfg) builds the network to train (default VideoUNet); window: the loop's fast rule.
+    cfg.stage == "autoencoder" trains a latent model's frame autoencoder instead (train_autoencoder)."""
+    if cfg.stage == "autoencoder":
+        return train_autoencoder(cfg, quiet)
     device, rank, world, rows = start_processes(cfg, cli.pick_device(cfg.device))
     ddp, master = rows is not None, rank == 0  # the master is the one process that writes checkpoints, samples and logs
     torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later GPUs
@@ -137,7 +187,11 @@ def main(cfg, quiet=False, batches=None, model=None, window=sfvgen.local_window)
     batches = world_batches(cfg) if batches is None else batches
     ckpt_path = os.path.join(cfg.out, "ckpt.pt")
 
-    model = (VideoUNet(cfg) if model is None else model).to(device)
+    model = network(cfg).to(device)  # built after seeding: the same seed gives the same initial weights
+    if cfg.latent_channels and not cfg.resume and not cfg.init:  # the frozen frame autoencoder, trained before
+        if not cfg.autoencoder:
+            raise ValueError("a latent model needs --autoencoder: the checkpoint of train.py --stage autoencoder")
+        model.autoencoder.load_state_dict(sfvgen.load_checkpoint(cfg.autoencoder, require=("config", "autoencoder"))["autoencoder"])
     n_params = sum(p.numel() for p in model.parameters())
     if master:
         cli.check_writable(cfg.out, need_bytes=20 * 4 * n_params)  # a checkpoint is ~4 copies of the weights; room for a few
@@ -181,7 +235,7 @@ def main(cfg, quiet=False, batches=None, model=None, window=sfvgen.local_window)
     stop_asked = []
     if ddp:  # torchrun passes Ctrl-C on as SIGINT to every rank; they finish the step and stop together
         signal.signal(signal.SIGINT, lambda signum, frame: stop_asked.append(signum))
-    losses, t_start = [], time.time()
+    losses, t_start, cpu_start = [], time.time(), time.process_time()
     bar = tqdm(total=cfg.max_steps, initial=step, disable=quiet or not master,
                desc=f"{'slow-fast loop' if cfg.loop else 'slow learning'} ({n_params / 1e6:.2f}M params, "
                     f"{device}{f' x {world}' if ddp else ''})")
@@ -195,7 +249,7 @@ def main(cfg, quiet=False, batches=None, model=None, window=sfvgen.local_window)
                 loss, _ = sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes, window=window)  # fills Phi's .grad
                 batch_loss = torch.tensor(loss)
             else:  # slow learning: the masked conditional loss on a batch of (context, action, target) clips
-                ctx, tok, tgt = batch_to(device, batches(rng, pool.step(rng)))
+                ctx, tok, tgt = batch_to(device, batches(rng, pool.step(rng)), model.autoencoder)
                 draws = diffusion.draw(tgt, cfg.p_uncond)  # t, eps, dropped actions for the whole (global) batch
                 if ddp:  # every rank drew the whole global batch and its noise (cheap) and keeps its rows
                     ctx, tok, tgt = ctx[rows], tok[rows], tgt[rows]
@@ -224,7 +278,8 @@ def main(cfg, quiet=False, batches=None, model=None, window=sfvgen.local_window)
             if step % cfg.log_every == 0 and master and not quiet:
                 recent = losses[-cfg.log_every:]  # fewer right after a resume
                 bar.write(json.dumps(dict(step=step, loss=round(sum(recent) / len(recent), 5),
-                                          minutes=round((time.time() - t_start) / 60, 2))))
+                                          minutes=round((time.time() - t_start) / 60, 2),
+                                          cpu_minutes=round((time.process_time() - cpu_start) / 60, 2))))
             if step % cfg.eval_every == 0 and not quiet:
                 if master:  # on the EMA weights, which are the same on every rank
                     val = validation_loss(ema, diffusion, cfg, device, batches)
@@ -272,11 +327,15 @@ def export(src, dst, quiet=False):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--export":
-        export(sys.argv[2], sys.argv[3])
-        sys.exit(0)
-    parser = cli.config_parser(__doc__.split("\n")[0])
+    parser = cli.config_parser(__doc__.split("\n")[0], extra=lambda p: p.add_argument(
+        "--export", nargs=2, metavar=("CKPT", "OUT"), help="write CKPT's EMA weights in half precision to OUT (for sharing), then stop"))
     args = parser.parse_args()
+    if args.export:
+        try:
+            export(*args.export)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        sys.exit(0)
     try:
         cfg = cli.config_from_args(args)
         if cfg.resume:  # resume keeps the stored config; only the flags given change it

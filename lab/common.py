@@ -64,19 +64,19 @@ def timed(model, diffusion, cfg, first, actions, fast, seed, memory=None, window
     return res
 
 
-def start_memory(first_frame, seed, device, lora=None):
+def start_memory(first_frame, seed, device, lora=None, autoencoder=None):
     """A memory (sfvgen.generate_long's `memory=`) that starts a video at first_frame (H, W, 3) uint8, the noise
     generators fresh as a call with `seed` starts them, holding `lora` (None: a fresh LoRA). With
     fast_learning=False the LoRA stays frozen: a video from the start with fixed fast weights (a control).
     The frames generate_long returns from it do not include the start frame (start_frame gives it)."""
-    x = sfvgen.to_model(first_frame[None, None], device)  # (1, 1, 3, H, W)
+    x = sfvgen.to_model(first_frame[None, None], device, autoencoder)  # (1, 1, 3, H, W), or a latent model's latents
     return dict(history=[x.cpu()], chunk=0, gen=torch.Generator().manual_seed(seed).get_state(),
                 fast_gen=sfvgen.fast_generator(seed).get_state(), lora=lora or {}, opt={})
 
 
-def start_frame(memory):
+def start_frame(memory, autoencoder=None):
     """The start frame of a start_memory as generate_long would return it: (1, H, W, 3) uint8."""
-    return sfvgen.to_frames(memory["history"][0])[0]
+    return sfvgen.to_frames(memory["history"][0], autoencoder)[0]
 
 
 def keep_rows(arms, flag, always=None):

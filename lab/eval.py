@@ -86,9 +86,9 @@ def episode(m, diffusion, c, episodes, k, n_ret, fast, control, rule, reverse, o
         other = episodes[(k + 1) % len(episodes)]
         wrong = common.timed(m, diffusion, c, data.render_episode(other[0], other[1], c.world())[0][0], other[1], True, c.seed,
                              window=fresh_window(rule, reverse, c.seed))
-        start = common.start_memory(truth[0], c.seed, dev, lora=wrong["memory"]["lora"])
+        start = common.start_memory(truth[0], c.seed, dev, lora=wrong["memory"]["lora"], autoencoder=m.autoencoder)
         res = common.timed(m, diffusion, c, None, actions, False, c.seed, memory=start)
-        return dict(res, frames=np.concatenate([common.start_frame(start), res["frames"]]))
+        return dict(res, frames=np.concatenate([common.start_frame(start, m.autoencoder), res["frames"]]))
     if control in ("turn", "turn-wrong"):
         # the outward leg generated with fast learning, then the return with the LoRA frozen: this world's
         # (learned on its own outward frames) or another world's (learned the same way on its outward leg).
@@ -169,8 +169,9 @@ def evaluate_slow(args, model, cfg, diffusion):
         c, t, g = data.sample_batch(rng, cfg.test_seeds, 1, cfg.world(), n_ctx=cfg.chunk, kinds=("out-and-back",))
         if data.VOCAB[t[0][1]] in ("left", "right", "up", "down"):
             ctx.append(c[0]), tok.append(t[0]), tgt.append(g[0])
-    gen = sfvgen.to_frames(diffusion.sample(model, sfvgen.to_model(np.stack(ctx), device), torch.tensor(np.stack(tok), device=device),
-                                            cfg.chunk, torch.Generator().manual_seed(cfg.seed)))
+    ae = model.autoencoder  # a latent model predicts latents; scored as decoded frames
+    gen = sfvgen.to_frames(diffusion.sample(model, sfvgen.to_model(np.stack(ctx), device, ae), torch.tensor(np.stack(tok), device=device),
+                                            cfg.chunk, torch.Generator().manual_seed(cfg.seed)), ae)
     model_psnr = [metrics.psnr(g, t) for g, t in zip(gen, tgt)]
     base_psnr = [metrics.psnr(np.repeat(c[-1:], cfg.chunk, 0), t) for c, t in zip(ctx, tgt)]
     chunk_psnr = []

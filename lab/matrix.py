@@ -542,6 +542,8 @@ def extra_flags(p):
 def memory_matrix(args, model, cfg, diffusion):
     """Calibration, every arm on the same worlds, the controls, the curves; with --memory-cost, the cost per chunk
     as the history grows."""
+    if cfg.latent_channels:
+        raise ValueError(f"{args.ckpt}: the memory matrix runs on pixel models (its arms splice frames in model space)")
     arms = [a for a, *_ in common.keep_rows([(a,) for a in ARMS], args.arms, always=NONE)]
     if not (args.worlds or args.memory_cost):
         raise ValueError("give --worlds N (the matrix) or --memory-cost (its cost), or both")

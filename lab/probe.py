@@ -30,10 +30,10 @@ from . import common, rules
 from .stats import bootstrap_ci
 
 
-def ground_truth_chunks(seed, actions, cfg, device):
+def ground_truth_chunks(seed, actions, cfg, device, autoencoder=None):
     """An episode's true frames as Algorithm 1a's history: [X_0 (the start frame), X_1, ..], each
     (1, N_i, 3, H, W), and the action tokens a_1, a_2, .. (each (1, L)) of X_1, X_2, .."""
-    x = sfvgen.to_model(data.render_episode(seed, actions, cfg.world())[0][None], device)  # (1, 1 + N K, 3, H, W)
+    x = sfvgen.to_model(data.render_episode(seed, actions, cfg.world())[0][None], device, autoencoder)  # (1, 1 + N K, 3, H, W)
     return [x[:, :1]] + list(x[:, 1:].split(cfg.chunk, dim=1)), [sfvgen.action_tokens([a], device) for a in actions]
 
 
@@ -122,7 +122,7 @@ def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out
     truths = [data.render_episode(s, a, cfg.world())[0] for s, a in eps]
     loras = []
     for s, a in tqdm(eps, desc="learn outward", leave=False):
-        X, tokens = ground_truth_chunks(s, a[:n], cfg, dev)
+        X, tokens = ground_truth_chunks(s, a[:n], cfg, dev, m.autoencoder)
         loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed, retrace=retrace, actions=a[:n], rule=rule, reverse=reverse))
     names = ("fresh LoRA (no memory)", "LoRA of this world's outward leg", "LoRA of another world's outward leg")
     rows, chunks = {name: [] for name in names}, {name: [] for name in names}  # return-leg PSNR; PSNR per return chunk
@@ -136,7 +136,8 @@ def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out
             frames = []
             for c, acts in legs:
                 # the LoRA frozen: generate_long loads the memory's LoRA and, without fast learning, keeps it
-                start = dict(history=[sfvgen.to_model(truth[None, 1 + (c - 1) * K:1 + c * K], dev)], chunk=c, lora=lora, **state)
+                before = sfvgen.to_model(truth[None, 1 + (c - 1) * K:1 + c * K], dev, m.autoencoder)  # the true chunk c - 1
+                start = dict(history=[before], chunk=c, lora=lora, **state)
                 frames.append(sfvgen.generate_long(m, diffusion, cfg, truth[0], acts, fast_learning=False, seed=cfg.seed,
                                                    memory=start)["frames"])
             frames = np.concatenate(frames)  # (n K, H, W, 3): the return leg
@@ -185,7 +186,7 @@ def memory_span(model, diffusion, cfg, n_worlds, out_chunks=4, retrace="off", ru
     m, n, draws = sfvgen.with_lora(model, cfg), out_chunks, 8
     rng = np.random.default_rng(cfg.seed)
     eps = [data.make_actions("out-and-back", rng, n=n) for _ in range(n_worlds)]
-    worlds = [ground_truth_chunks(cfg.test_seeds[0] + i, a, cfg, dev) for i, a in enumerate(eps)]
+    worlds = [ground_truth_chunks(cfg.test_seeds[0] + i, a, cfg, dev, m.autoencoder) for i, a in enumerate(eps)]
     sfvgen.reset_lora(m)
     fresh = [chunk_losses(m, diffusion, X, tok, draws, cfg.seed) for X, tok in tqdm(worlds, desc="fresh LoRA", leave=False)]
     pct = lambda new, old: 100 * (new / old - 1)  # noqa: E731 -- loss change in %, negative = lower loss
