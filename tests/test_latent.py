@@ -76,3 +76,20 @@ def test_the_pixel_path_is_unchanged():
     assert torch.equal(x, torch.as_tensor(frames).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0)
     assert np.array_equal(sfvgen.to_frames(x), frames)
     assert not any(k.startswith("autoencoder") for k in model.state_dict())
+
+
+def test_the_loop_learns_on_latents_and_leaves_the_autoencoder_frozen():
+    # Algorithm 1b on a latent model: the snapshots and the slow gradient live in latent space, and the
+    # frozen autoencoder gets no gradient and does not move
+    cfg = latent_cfg(loop_episodes=1, loop_out_chunks=2, fast_lr=1e-2)
+    torch.manual_seed(0)
+    model = sfvgen.VideoUNet(cfg)
+    sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=0)
+    ae_before = {k: v.clone() for k, v in model.autoencoder.state_dict().items()}
+    episodes = sfvgen.sample_loop_episodes(cfg, np.random.default_rng(0), range(0, 50))
+    loss, Ds = sfvgen.slow_fast_iteration(model, sfvgen.Diffusion(cfg), cfg, episodes, torch.Generator().manual_seed(0))
+    assert np.isfinite(loss) and Ds[0][1].shape[2] == cfg.latent_channels  # X_{i+1} is latents: (1, K, C, h, w)
+    assert all(p.grad is None for p in model.autoencoder.parameters())
+    assert all(torch.equal(v, ae_before[k]) for k, v in model.autoencoder.state_dict().items())
+    slow = [p for n, p in model.named_parameters() if ".lora_" not in n and not n.startswith("autoencoder")]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in slow)
