@@ -97,10 +97,11 @@ def validation_loss(model, diffusion, cfg, device, batches, n_batches=4):
 
 def sample_gif(model, diffusion, cfg, path):
     """Generated | ground truth: a validation world, 4 chunks out and 4 back (or your folder's first video)."""
-    actions = ["go right"] * 4 + ["go left"] * 4
-    truth = data.render_episode(cfg.val_seeds[0], actions, cfg.world())[0]
     if cfg.data:
         actions, truth = data.load_folder(cfg.data, cfg.world())[0]
+    else:
+        actions = ["go right"] * 4 + ["go left"] * 4
+        truth = data.render_episode(cfg.val_seeds[0], actions, cfg.world())[0]
     gen = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast_learning=False, seed=0)["frames"]
     data.write_gif(path, np.concatenate([gen, truth], axis=2).repeat(3, 1).repeat(3, 2))
 
@@ -201,9 +202,10 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
         model.load_state_dict(init_model.state_dict())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     fused = device.type == "cuda"
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=fused, foreach=None if fused else True)
-    slow = [p for group in opt.param_groups for p in group["params"]]  # Phi, in the order of ema.parameters()
+    # Phi: every weight but a latent model's frozen autoencoder (it stays as stage 1 left it)
+    slow = [p for n, p in model.named_parameters() if not n.startswith("autoencoder.")]
+    ema_slow = [p for n, p in ema.named_parameters() if not n.startswith("autoencoder.")]  # the same order
+    opt = torch.optim.AdamW(slow, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused, foreach=None if fused else True)
     step = 0
     pool = data.WorldPool(cfg.train_seeds, rng)
     if cfg.resume:
@@ -270,7 +272,7 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
             opt.step()
             decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # EMA: theta_ema = d theta_ema + (1 - d) theta
             with torch.no_grad():
-                torch._foreach_lerp_(list(ema.parameters()), slow, 1 - decay)
+                torch._foreach_lerp_(ema_slow, slow, 1 - decay)
             step += 1
             losses.append(batch_loss.item())
             bar.update(1)
