@@ -160,9 +160,10 @@ def context_ids(arm, first, K, positions, rng):
     return prev, 0                                                         # no memory, TEMP-LoRA, copy first visit
 
 
-def start_state(first_frame, seed, device):
-    """Before chunk 0: the start frame, fresh noise generators (rng: retrieval's draws), a fresh TEMP-LoRA (None)."""
-    return dict(x=sfvgen.to_model(first_frame[None, None], device), gen=torch.Generator().manual_seed(seed).get_state(),
+def start_state(first_frame, seed, device, autoencoder=None):
+    """Before chunk 0: the start frame in model space (latents through a latent model's autoencoder), fresh noise
+    generators (rng: retrieval's draws), a fresh TEMP-LoRA (None)."""
+    return dict(x=sfvgen.to_model(first_frame[None, None], device, autoencoder), gen=torch.Generator().manual_seed(seed).get_state(),
                 fast_gen=sfvgen.fast_generator(seed).get_state(), rng=np.random.default_rng(seed).bit_generator.state,
                 lora=None, opt=None)
 
@@ -170,7 +171,8 @@ def start_state(first_frame, seed, device):
 def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
     """Generates one chunk per action after state["x"] with `arm`'s memory. positions: (N, 2) camera corners of the
     whole episode; truth: (N, H, W, 3) uint8 for the ground-truth arm. model: a MemoryUNet, with LoRA layers for TEMP-LoRA.
-    Returns (the new state, seconds per chunk). state: x (1, n, 3, H, W) the frames so far, in model space;
+    Returns (the new state, seconds per chunk). state: x (1, n, 3, H, W) the frames so far, in model space
+    (latents (1, n, C, h, w) for a latent model: every arm splices and copies latents, decoded only to score);
     gen, fast_gen, rng: the noise generators' states (sampler, fast learning, retrieval); lora, opt: the fast
     weights and their Adam state (None: fresh)."""
     K, dev = cfg.chunk, state["x"].device
@@ -187,7 +189,7 @@ def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
         opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=cfg.fast_lr)  # one optimizer per episode
         if state["opt"] is not None:
             opt.load_state_dict(state["opt"])
-    gt = None if truth is None else sfvgen.to_model(truth[None], dev)    # (1, N, 3, H, W)
+    gt = None if truth is None else sfvgen.to_model(truth[None], dev, model.autoencoder)  # (1, N, 3, H, W) or latents
     model.eval()
     secs = []
     for a in actions:
@@ -256,14 +258,14 @@ def pose_accuracy(idm, frames, actions, K, turn):
 def episode_rows(models, diffusion, cfg, seed, actions, arms, idm, paired=(), other_seed=None):
     """All arms (and controls) on one world. Returns {row name: scores}."""
     spec, K = cfg.world(), cfg.chunk
-    dev = next(models["base"].parameters()).device
+    dev, ae = next(models["base"].parameters()).device, models["base"].autoencoder  # ae: None for a pixel model
     truth, pos = data.render_episode(seed, actions, spec)
     turn = first_revisit_chunk(pos, K, len(actions))
-    start = start_state(truth[0], cfg.seed, dev)
+    start = start_state(truth[0], cfg.seed, dev, ae)
     at_turn, out, made = {}, {}, {}
 
     def finish(name, state, secs):
-        frames = sfvgen.to_frames(state["x"])[0]
+        frames = sfvgen.to_frames(state["x"], ae)[0]
         fs = frame_scores(frames, truth, pos)
         ret = slice(turn * K, None)                                         # frames of the chunks from `turn` on
         new = fs["gap"] == 0
@@ -291,12 +293,12 @@ def episode_rows(models, diffusion, cfg, seed, actions, arms, idm, paired=(), ot
     other_truth = data.render_episode(other_seed, actions, spec)[0] if paired else None  # another world, same walk
     for arm in paired:  # the same current chunk and return actions, the outward history of another world
         model = models["lora" if arm == TEMP_LORA else "base"]
-        sB, _ = rollout(model, diffusion, cfg, arm, actions[:turn], pos, start_state(other_truth[0], cfg.seed, dev), other_truth)
+        sB, _ = rollout(model, diffusion, cfg, arm, actions[:turn], pos, start_state(other_truth[0], cfg.seed, dev, ae), other_truth)
         sA = at_turn[SHARES.get(arm, arm)][0]
         cut = max(1 + turn * K - K, 0)                                       # keep A's previous chunk: the current view
         hybrid = dict(sA, x=torch.cat([sB["x"][:, :cut], sA["x"][:, cut:]], 1), lora=sB["lora"], opt=sB["opt"])
         s2, _ = rollout(model, diffusion, cfg, arm, actions[turn:], pos, hybrid, np.concatenate([other_truth[:cut], truth[cut:]]))
-        frames = sfvgen.to_frames(s2["x"])[0]
+        frames = sfvgen.to_frames(s2["x"], ae)[0]
         r = slice(1 + turn * K, None)
         out[f"{PAIRED} ({arm})"] = dict(return_psnr=metrics.psnr(frames[r], truth[r]),
                                          other_world_psnr=metrics.psnr(frames[r], other_truth[r]))
@@ -478,9 +480,9 @@ def context_losses(model, diffusion, cfg, n_clips=30, seed=5):
             for name, (c, m) in variants.items():
                 gen = torch.Generator().manual_seed(k)
                 model.n_mem = m  # the retrieved frames in front of the context (MemoryUNet)
-                out[name].append(np.mean([float(diffusion.loss(model, sfvgen.to_model(c, dev), sfvgen.to_model(tgt, dev),
-                                                               torch.as_tensor(tok, device=dev), generator=gen))
-                                          for _ in range(4)]))
+                x_c, x_t = (sfvgen.to_model(v, dev, model.autoencoder) for v in (c, tgt))  # latents for a latent model
+                tokens = torch.as_tensor(tok, device=dev)
+                out[name].append(np.mean([float(diffusion.loss(model, x_c, x_t, tokens, generator=gen)) for _ in range(4)]))
     model.n_mem = 0
     return {name: float(np.mean(v)) for name, v in out.items()}
 
@@ -498,8 +500,8 @@ def cost_point(ckpt, arm, n_chunks, threads=1):
     half = (n_chunks + 1) // 2
     actions = ["go right"] * half + ["go left"] * (n_chunks - half + 1)  # the last one is the measured chunk
     truth, pos = data.render_episode(cfg.test_seeds[0], actions, cfg.world())
-    state = start_state(truth[0], cfg.seed, "cpu")
-    state["x"] = sfvgen.to_model(truth[None, :1 + n_chunks * K], "cpu")
+    state = start_state(truth[0], cfg.seed, "cpu", model.autoencoder)
+    state["x"] = sfvgen.to_model(truth[None, :1 + n_chunks * K], "cpu", model.autoencoder)
     warm = dict(state, x=state["x"][:, :1 + (n_chunks - 1) * K])
     rollout(model, diffusion, cfg, arm, actions[n_chunks - 1:n_chunks], pos, warm)  # warm-up: one chunk earlier
     before = peak_rss_mb()
@@ -542,8 +544,6 @@ def extra_flags(p):
 def memory_matrix(args, model, cfg, diffusion):
     """Calibration, every arm on the same worlds, the controls, the curves; with --memory-cost, the cost per chunk
     as the history grows."""
-    if cfg.latent_channels:
-        raise ValueError(f"{args.ckpt}: the memory matrix runs on pixel models (its arms splice frames in model space)")
     arms = [a for a, *_ in common.keep_rows([(a,) for a in ARMS], args.arms, always=NONE)]
     if not (args.worlds or args.memory_cost):
         raise ValueError("give --worlds N (the matrix) or --memory-cost (its cost), or both")

@@ -58,8 +58,9 @@ def test_windows_and_ceiling_contexts():
     assert len(ids) == 4 * K and ids[-K:] == list(range(1, 1 + K)) and set(ids[:-K]) == {0}
 
 
-def micro():
-    cfg = micro_cfg(fast_steps=2, fast_lr=1e-2)
+def micro(latent=False):
+    """A random MemoryUNet: on pixels, or on the latents of a random frame autoencoder (latent=True)."""
+    cfg = micro_cfg(fast_steps=2, fast_lr=1e-2, **(dict(latent_channels=4, ae_width=16) if latent else {}))
     torch.manual_seed(0)
     model = matrix.MemoryUNet(cfg)
     with torch.no_grad():  # a non-trivial network, so contexts and fast weights change the frames
@@ -68,24 +69,27 @@ def micro():
     return cfg, model, sfvgen.Diffusion(cfg, torch.device("cpu"))
 
 
-def test_rollout_is_the_generator_and_continues_exactly():
-    cfg, model, diffusion = micro()
+@pytest.mark.parametrize("latent", [False, True], ids=["pixels", "latents"])
+def test_rollout_is_the_generator_and_continues_exactly(latent):
+    # on a latent model too: the arms work on latents, and decoding them gives generate_long's video
+    cfg, model, diffusion = micro(latent)
     actions, truth, pos = episode(n=2, cfg=cfg)
     sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=0)
     for arm, fast in ((matrix.NONE, False), (matrix.TEMP_LORA, True)):
         want = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast_learning=fast, seed=cfg.seed)["frames"]
-        start = matrix.start_state(truth[0], cfg.seed, "cpu")
+        start = matrix.start_state(truth[0], cfg.seed, "cpu", model.autoencoder)
         whole, _ = matrix.rollout(model, diffusion, cfg, arm, actions, pos, start)
-        assert np.array_equal(sfvgen.to_frames(whole["x"])[0], want)
+        assert np.array_equal(sfvgen.to_frames(whole["x"], model.autoencoder)[0], want)
         half, _ = matrix.rollout(model, diffusion, cfg, arm, actions[:2], pos, start)  # stop and go on: the same
         rest, _ = matrix.rollout(model, diffusion, cfg, arm, actions[2:], pos, half)
         assert torch.equal(rest["x"], whole["x"])
 
 
-def test_memory_changes_the_return_but_not_the_shared_outward_leg():
-    cfg, model, diffusion = micro()
+@pytest.mark.parametrize("latent", [False, True], ids=["pixels", "latents"])
+def test_memory_changes_the_return_but_not_the_shared_outward_leg(latent):
+    cfg, model, diffusion = micro(latent)
     actions, truth, pos = episode(n=2, cfg=cfg)
-    start = matrix.start_state(truth[0], cfg.seed, "cpu")
+    start = matrix.start_state(truth[0], cfg.seed, "cpu", model.autoencoder)
     none, _ = matrix.rollout(model, diffusion, cfg, matrix.NONE, actions, pos, start)
     turn = matrix.first_revisit_chunk(pos, cfg.chunk, len(actions))
     cut = 1 + turn * cfg.chunk
@@ -227,20 +231,26 @@ def test_peak_memory_sees_a_new_allocation():
     assert matrix.peak_rss_mb() > before + 150 and block.sum() > 0
 
 
-def test_the_matrix_entry_point_writes_calibration_and_the_table(tmp_path):
+@pytest.mark.parametrize("latent", [False, True], ids=["pixels", "latents"])
+def test_the_matrix_entry_point_writes_calibration_and_the_table(tmp_path, latent):
     import json
 
     import train
     from lab import plan
-    train.main(micro_cfg(max_steps=1, out=str(tmp_path / "m")), quiet=True)
+    extra = {}
+    if latent:  # a latent checkpoint: its autoencoder first; the arms then splice latents and score decoded frames
+        train.main(micro_cfg(latent_channels=4, ae_width=16, stage="autoencoder", max_steps=1, out=str(tmp_path / "ae")), quiet=True)
+        extra = dict(latent_channels=4, ae_width=16, autoencoder=str(tmp_path / "ae" / "ckpt.pt"))
+    train.main(micro_cfg(max_steps=1, out=str(tmp_path / "m"), **extra), quiet=True)
     cfg = micro_cfg()
     idm = plan.train_inverse_dynamics(cfg, torch.device("cpu"), steps=2, batch=4)
     sfvgen.save_checkpoint(str(tmp_path / "idm.pt"), dict(size=cfg.size, model=idm.state_dict()))
     table, curves = matrix.main(["--ckpt", str(tmp_path / "m" / "ckpt.pt"), "--worlds", "2", "--out-chunks", "2",
-                                 "--arms", "pose retrieval", "--idm", str(tmp_path / "idm.pt"), "--out", str(tmp_path / "x"),
-                                 "--device", "cpu", "--threads", "1"])
+                                 "--arms", "pose retrieval,ground-truth first visits", "--idm", str(tmp_path / "idm.pt"),
+                                 "--out", str(tmp_path / "x"), "--device", "cpu", "--threads", "1"])
     saved = json.load(open(tmp_path / "x" / "memory_matrix_out-and-back.json"))
-    assert list(saved["table"]) == list(table) and matrix.NONE in table and matrix.RETRIEVE in table
+    assert list(saved["table"]) == list(table) and {matrix.NONE, matrix.RETRIEVE, matrix.GT} <= set(table)
+    assert all(0 < r["return_psnr"][0] < 99 for r in table.values())  # scored on decoded frames, not on latents
     assert (tmp_path / "x" / "calibration.json").exists() and len(saved["per_world"]) == 2
     with pytest.raises(SystemExit, match="--worlds N"):
         matrix.main(["--ckpt", str(tmp_path / "m" / "ckpt.pt"), "--out", str(tmp_path / "x")])
