@@ -7,7 +7,8 @@ changes only what the model may remember.
         [--no-controls] [--memory-cost]
 
 Every arm uses the same trained weights, sampler, seeds and worlds; only what the model may remember
-differs. The agent knows its own actions, so it knows its camera pose at every frame (`positions`).
+differs. On a latent model (preset tiny-latent) the arms splice and copy latents; every score reads decoded frames.
+The agent knows its own actions, so it knows its camera pose at every frame (`positions`).
 
     arm                        context of chunk i (frames 1 + iK .. (i + 1)K)
     no memory                  the previous chunk (the start frame for chunk 0)
