@@ -4,7 +4,7 @@ Ours: the paper reports no timings; this is the cost side of Algorithm 1a (fast 
 generated frame) and of slow learning.
 
 For each preset, at the preset's clip shape (batch --batch, T = 2K frames: K context frames + K targets,
-H = W = cfg.size), on the current device, it measures:
+H = W = cfg.size; a latent preset's clip is its C x H/4 x W/4 latents), on the current device, it measures:
 
   1. a slow-learning training step (forward + masked loss + backward + grad clip + AdamW step, as in
      train.py): the median of --steps timed steps after --warmup untimed ones;
@@ -158,11 +158,22 @@ def matmul_peak(device, quick):
 
 
 # ============================================================================= our model
-def clip_batch(cfg, batch, device, seed=0):
-    """A training batch with exactly K context frames and K targets (T = 2K), from the action world."""
+def clip_batch(cfg, batch, device, seed=0, autoencoder=None):
+    """A training batch with exactly K context frames and K targets (T = 2K), from the action world, in model
+    space: a latent preset's clip goes through `autoencoder` (one of the preset's shape, untrained, if None: the
+    bench times the UNet, whose cost does not depend on what the latents show)."""
     rng = np.random.default_rng(seed)
     ctx, tok, tgt = data.sample_batch(rng, cfg.train_seeds, batch, cfg.world(), n_ctx=cfg.chunk)
-    return to_model(ctx, device), torch.as_tensor(tok, device=device), to_model(tgt, device)
+    if cfg.latent_channels and autoencoder is None:
+        torch.manual_seed(seed)
+        autoencoder = sfvgen.FrameAutoencoder(cfg.latent_channels, cfg.ae_width).to(device)
+    return to_model(ctx, device, autoencoder), torch.as_tensor(tok, device=device), to_model(tgt, device, autoencoder)
+
+
+def clip_shape(cfg, batch):
+    """The clip as the UNet sees it, for the table: pixels, or a latent preset's latents."""
+    C, h = (cfg.latent_channels, cfg.size // 4) if cfg.latent_channels else (3, cfg.size)
+    return f"B={batch}, T={2 * cfg.chunk}, {C}x{h}x{h}" + (" latents" if cfg.latent_channels else "")
 
 
 def bench_ours(cfg, device, args, mem, row):
@@ -170,13 +181,14 @@ def bench_ours(cfg, device, args, mem, row):
     torch.manual_seed(0)
     model = VideoUNet(cfg).to(device)
     diffusion = Diffusion(cfg, device)
-    n_params = sum(p.numel() for p in model.parameters())
+    phi = [p for p in model.parameters() if p.requires_grad]  # the slow weights (a latent model's autoencoder is frozen)
+    n_params = sum(p.numel() for p in phi)
     fused = device.type == "cuda"  # the optimizer train.py uses
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    opt = torch.optim.AdamW(phi, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=fused, foreach=None if fused else True)
     use_bf16 = {"preset": cfg.bf16, "on": True, "off": False}[args.bf16] and device.type == "cuda"
     net = torch.compile(model) if args.compile and device.type == "cuda" else model  # as train.py
-    ctx, tok, tgt = clip_batch(cfg, args.batch, device)
+    ctx, tok, tgt = clip_batch(cfg, args.batch, device, autoencoder=model.autoencoder)
     gen = torch.Generator().manual_seed(0)
     mem.reset()
 
@@ -185,7 +197,7 @@ def bench_ours(cfg, device, args, mem, row):
             loss = diffusion.loss(net, ctx, tgt, tok, p_uncond=cfg.p_uncond, generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(phi, cfg.grad_clip)
         opt.step()
 
     # 1 + 5. the first warmup step is also the one whose FLOPs are counted (the counter slows it down);
@@ -194,7 +206,7 @@ def bench_ours(cfg, device, args, mem, row):
     model.train()
     flops = count_flops(lambda: train_step(model, False))
     step_s, step_all = median_time(train_step, device, n=args.steps, warmup=args.warmup - 1 + 2 * (net is not model))
-    clip = f"B={args.batch}, T={2 * cfg.chunk}, {cfg.size}x{cfg.size}"
+    clip = clip_shape(cfg, args.batch)
     row("parameters", f"{n_params / 1e6:.2f} M", "")
     row("train step", f"{step_s * 1e3:.0f} ms", f"{clip}, median of {args.steps}" + (", bf16 autocast" if use_bf16 else "")
         + (", torch.compile" if net is not model else ""))
@@ -241,7 +253,8 @@ def bench_ours(cfg, device, args, mem, row):
     peak = mem.read()
     row("peak memory", f"{peak / 2 ** 30:.2f} GiB", mem.what)
     return dict(
-        params=n_params, lora_params=n_lora, clip=dict(batch=args.batch, frames=2 * K, height=cfg.size, width=cfg.size),
+        params=n_params, lora_params=n_lora,
+        clip=dict(batch=args.batch, frames=2 * K, shape=tuple(ctx.shape[2:]), latent=bool(cfg.latent_channels)),
         bf16=use_bf16, compiled=net is not model, train_step_s=step_s, train_step_times_s=step_all, train_flops=flops,
         train_flops_per_s=flops / step_s,
         sample_s_per_frame=plain, sample_lora_s_per_frame=statistics.median(lora_sample) / K,
@@ -272,7 +285,8 @@ def bench_fast_paths(cfg, device, args, row):
         if v.get("channels_last"):
             model = model.to(memory_format=torch.channels_last)
         fused = device.type == "cuda" and v.get("foreach", True)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=fused, foreach=None if fused else v.get("foreach", True))
+        phi = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(phi, lr=cfg.lr, fused=fused, foreach=None if fused else v.get("foreach", True))
         diffusion, gen = Diffusion(cfg, device), torch.Generator().manual_seed(0)
         sdpa = F.scaled_dot_product_attention
         sfvgen.F.scaled_dot_product_attention = sdpa if v.get("sdpa", True) else naive_attention
@@ -400,7 +414,7 @@ def print_table(rows):
 def main():
     p = argparse.ArgumentParser(prog="python -m lab.bench", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--presets", default="tiny", help="comma-separated presets to measure (tiny, small, gpu)")
+    p.add_argument("--presets", default="tiny", help=f"comma-separated presets to measure ({', '.join(sfvgen.PRESETS)})")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--batch", type=int, default=8, help="clips per training step")
     p.add_argument("--steps", type=int, default=5, help="timed repetitions of each measurement (the median is reported)")
@@ -455,7 +469,9 @@ def main():
         if args.fast_paths:
             print(f"measuring {name} fast paths ...", flush=True)
             ours["fast_paths_train_step_s"] = bench_fast_paths(cfg, device, args, row)
-        if peer is not None:
+        if peer is not None and cfg.latent_channels:
+            ours["peer"] = dict(skipped="the peer is a pixel-space Unet3D; it is compared on pixel presets only")
+        elif peer is not None:
             print(f"measuring {name} peer ...", flush=True)
             ours["peer"] = bench_peer(peer, cfg, device, args, ours, clip, flops_peak, mem, row)
         else:

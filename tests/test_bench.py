@@ -26,3 +26,14 @@ def test_peer_width_matches_our_parameter_count(name):
     dim, n, err = bench.match_width(lambda d: bench.peer_param_count(peer, d), ours)
     assert dim % 4 == 0 and n == bench.peer_param_count(peer, dim)
     assert err <= 0.10, f"{name}: peer dim={dim} has {n} parameters, ours {ours}"
+
+
+def test_a_latent_preset_is_timed_on_its_latents():
+    # the bench must time what train.py trains: a latent preset's UNet on C x H/4 x W/4 latents, not on pixels
+    cfg = sfvgen.preset("tiny-latent")
+    ae = sfvgen.FrameAutoencoder(cfg.latent_channels, cfg.ae_width)
+    ctx, tok, tgt = bench.clip_batch(cfg, 2, torch.device("cpu"), autoencoder=ae)
+    assert ctx.shape == tgt.shape == (2, cfg.chunk, cfg.latent_channels, cfg.size // 4, cfg.size // 4)
+    pixels, _, _ = bench.clip_batch(sfvgen.preset("tiny"), 2, torch.device("cpu"))  # the same clip, in pixels
+    assert torch.allclose(ctx, ae.encode(pixels.flatten(0, 1)).view_as(ctx))
+    assert "8x8x8 latents" in bench.clip_shape(cfg, 2) and "3x32x32" in bench.clip_shape(sfvgen.preset("tiny"), 2)
