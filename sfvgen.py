@@ -609,7 +609,14 @@ def lora_modules(model):
 
 
 def lora_parameters(model):
+    """Theta: the fast weights (every LoRA's A and B)."""
     return [p for m in lora_modules(model) for p in (m.lora_A, m.lora_B)]
+
+
+def slow_parameters(model):
+    """Phi: the weights slow learning updates, in model order: all but Theta and a latent model's frozen autoencoder."""
+    theta = set(map(id, lora_parameters(model)))
+    return [p for n, p in model.named_parameters() if id(p) not in theta and not n.startswith("autoencoder.")]
 
 
 def lora_state(model):
@@ -650,11 +657,9 @@ def slow_state_dict(model):
 def set_trainable(model, which):
     """which = 'slow': Phi trains, Theta frozen; 'fast': Theta trains, Phi frozen. A latent model's frame
     autoencoder is frozen in both."""
-    lora = set(map(id, lora_parameters(model)))
-    for p in model.parameters():
-        p.requires_grad_((id(p) in lora) == (which == "fast"))
-    if getattr(model, "autoencoder", None) is not None:
-        model.autoencoder.requires_grad_(False)
+    model.requires_grad_(False)
+    for p in lora_parameters(model) if which == "fast" else slow_parameters(model):
+        p.requires_grad_(True)
 
 
 # ============================================================================= fast learning (Algorithm 1a)

@@ -202,9 +202,7 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
         model.load_state_dict(init_model.state_dict())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     fused = device.type == "cuda"
-    # Phi: every weight but a latent model's frozen autoencoder (it stays as stage 1 left it)
-    slow = [p for n, p in model.named_parameters() if not n.startswith("autoencoder.")]
-    ema_slow = [p for n, p in ema.named_parameters() if not n.startswith("autoencoder.")]  # the same order
+    slow, ema_slow = sfvgen.slow_parameters(model), sfvgen.slow_parameters(ema)  # Phi (a latent model's autoencoder stays frozen)
     opt = torch.optim.AdamW(slow, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused, foreach=None if fused else True)
     step = 0
     pool = data.WorldPool(cfg.train_seeds, rng)

@@ -160,13 +160,10 @@ def matmul_peak(device, quick):
 # ============================================================================= our model
 def clip_batch(cfg, batch, device, seed=0, autoencoder=None):
     """A training batch with exactly K context frames and K targets (T = 2K), from the action world, in model
-    space: a latent preset's clip goes through `autoencoder` (one of the preset's shape, untrained, if None: the
-    bench times the UNet, whose cost does not depend on what the latents show)."""
+    space: a latent model passes its autoencoder (the bench's is untrained: the UNet's cost does not depend on
+    what the latents show)."""
     rng = np.random.default_rng(seed)
     ctx, tok, tgt = data.sample_batch(rng, cfg.train_seeds, batch, cfg.world(), n_ctx=cfg.chunk)
-    if cfg.latent_channels and autoencoder is None:
-        torch.manual_seed(seed)
-        autoencoder = sfvgen.FrameAutoencoder(cfg.latent_channels, cfg.ae_width).to(device)
     return to_model(ctx, device, autoencoder), torch.as_tensor(tok, device=device), to_model(tgt, device, autoencoder)
 
 
@@ -181,7 +178,7 @@ def bench_ours(cfg, device, args, mem, row):
     torch.manual_seed(0)
     model = VideoUNet(cfg).to(device)
     diffusion = Diffusion(cfg, device)
-    phi = [p for p in model.parameters() if p.requires_grad]  # the slow weights (a latent model's autoencoder is frozen)
+    phi = sfvgen.slow_parameters(model)  # as train.py: a latent model's autoencoder is frozen
     n_params = sum(p.numel() for p in phi)
     fused = device.type == "cuda"  # the optimizer train.py uses
     opt = torch.optim.AdamW(phi, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -273,7 +270,6 @@ def naive_attention(q, k, v):
 def bench_fast_paths(cfg, device, args, row):
     """The training step with every fast path on, then with one of them switched off (or an optional one
     switched on), same clip and seed: which ones pay on this device."""
-    ctx, tok, tgt = clip_batch(cfg, args.batch, device)
     variants = [("all fast paths on (the default)", {}), ("attention written out instead of SDPA", dict(sdpa=False)),
                 ("AdamW one tensor at a time (foreach off)", dict(foreach=False)),
                 ("+ channels-last memory format (conv weights)", dict(channels_last=True)),
@@ -284,9 +280,10 @@ def bench_fast_paths(cfg, device, args, row):
         model = VideoUNet(cfg).to(device)
         if v.get("channels_last"):
             model = model.to(memory_format=torch.channels_last)
+        if not out:  # the same clip for every variant (seed 0 builds the same autoencoder each time)
+            ctx, tok, tgt = clip_batch(cfg, args.batch, device, autoencoder=model.autoencoder)
         fused = device.type == "cuda" and v.get("foreach", True)
-        phi = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(phi, lr=cfg.lr, fused=fused, foreach=None if fused else v.get("foreach", True))
+        opt = torch.optim.AdamW(sfvgen.slow_parameters(model), lr=cfg.lr, fused=fused, foreach=None if fused else v.get("foreach", True))
         diffusion, gen = Diffusion(cfg, device), torch.Generator().manual_seed(0)
         sdpa = F.scaled_dot_product_attention
         sfvgen.F.scaled_dot_product_attention = sdpa if v.get("sdpa", True) else naive_attention

@@ -91,5 +91,18 @@ def test_the_loop_learns_on_latents_and_leaves_the_autoencoder_frozen():
     assert np.isfinite(loss) and Ds[0][1].shape[2] == cfg.latent_channels  # X_{i+1} is latents: (1, K, C, h, w)
     assert all(p.grad is None for p in model.autoencoder.parameters())
     assert all(torch.equal(v, ae_before[k]) for k, v in model.autoencoder.state_dict().items())
-    slow = [p for n, p in model.named_parameters() if ".lora_" not in n and not n.startswith("autoencoder")]
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in slow)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in sfvgen.slow_parameters(model))
+
+
+def test_phi_is_every_weight_but_theta_and_the_frozen_autoencoder():
+    # slow learning's optimizer, its EMA and set_trainable all read Phi from sfvgen.slow_parameters
+    cfg = latent_cfg()
+    model = sfvgen.VideoUNet(cfg)
+    sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=0)
+    phi, theta = set(map(id, sfvgen.slow_parameters(model))), set(map(id, sfvgen.lora_parameters(model)))
+    ae = set(map(id, model.autoencoder.parameters()))
+    assert phi and theta and not phi & theta and not phi & ae
+    assert phi | theta | ae == set(map(id, model.parameters()))
+    for which, trains in (("slow", phi), ("fast", theta)):
+        sfvgen.set_trainable(model, which)
+        assert {id(p) for p in model.parameters() if p.requires_grad} == trains
