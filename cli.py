@@ -20,7 +20,7 @@ import data
 import sfvgen
 
 # the fields a checkpoint's weights were trained with: generation and --init may not change them
-WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "heads", "text_dim", "cond_last_frame",
+WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "context_attn_levels", "heads", "text_dim", "cond_last_frame", "warp_output",
                  "size", "chunk", "timesteps", "prediction", "latent_channels", "ae_width")
 
 
@@ -112,6 +112,7 @@ def validate(cfg):
     """Refuse a config that cannot work, before any work starts, saying what is accepted."""
     checks = [
         (cfg.prediction in ("v", "eps", "x0"), f"--prediction {cfg.prediction!r}: use v, eps or x0"),
+        (not cfg.warp_output or cfg.prediction == "x0", "--warp-output carries frames forward: it needs --prediction x0"),
         (all(k in data.KINDS for k in cfg.loop_kinds.split(",")),
          f"--loop-kinds {cfg.loop_kinds!r}: comma-separated kinds from {list(data.KINDS)}"),
         (all(k in data.KINDS for k in cfg.train_kinds.split(",")),
@@ -119,7 +120,6 @@ def validate(cfg):
         (cfg.lora_targets in sfvgen.LORA_TARGETS, f"--lora-targets {cfg.lora_targets!r}: use one of {list(sfvgen.LORA_TARGETS)}"),
         (not cfg.data or os.path.isfile(os.path.join(cfg.data, "annotations.jsonl")),
          f"--data {cfg.data!r}: expected a folder with videos and annotations.jsonl"),
-        (not (cfg.data and cfg.loop), "--data trains slow learning; the loop (--loop) draws its episodes from the built-in world"),
         (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:"),
          f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
     ]
@@ -133,7 +133,7 @@ def validate(cfg):
          f"--size {cfg.size} cannot be halved {len(cfg.mults) - 1} times evenly for --mults {cfg.mults}; "
          f"use a multiple of {2 ** (len(cfg.mults) - 1)}"),
         (cfg.canvas >= 2 * cfg.size, f"--canvas {cfg.canvas} must be at least twice --size {cfg.size}"),
-        (all(0 <= lv < len(cfg.mults) for lv in cfg.attn_levels + cfg.temporal_attn_levels),
+        (all(0 <= lv < len(cfg.mults) for lv in cfg.attn_levels + cfg.temporal_attn_levels + cfg.context_attn_levels),
          f"attention levels must lie in 0..{len(cfg.mults) - 1}"),
         (all(cfg.channels * m % 8 == 0 for m in cfg.mults), "--channels times every mult must be divisible by 8 (GroupNorm)"),
         (cfg.sample_steps <= cfg.timesteps, "--sample-steps must not exceed --timesteps"),
@@ -151,16 +151,23 @@ def validate(cfg):
 
 
 def pick_device(name):
-    """--device auto: cuda, then mps, then cpu; or the named device."""
+    """--device auto: cuda, then mps, then cpu; or the named device (a torch.device)."""
     if name == "auto":
         mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
         name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        # cuDNN's fused attention failed in the bf16 backward of the gpu preset's temporal attention (B H W
-        # sequences of T frames: 65,536 at 32x32, batch 64; torch 2.11, H100); flash / memory-efficient kernels do it
-        torch.backends.cuda.enable_cudnn_sdp(False)
-    return device
+    return torch.device(name)
+
+
+def build(args):
+    """The model of a checkpoint, for generation and the lab: config = the checkpoint's config + the flags given
+    (generation settings only: a field the weights fix is refused). Returns (model, cfg, diffusion)."""
+    device = pick_device(getattr(args, "device", None) or "auto")
+    model, stored, _ = sfvgen.load_model(args.ckpt, device)
+    cfg = config_from_args(args, base=stored)
+    check_weight_fields(args.ckpt, stored, cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return model, cfg, sfvgen.Diffusion(cfg, device)
 
 
 def check_writable(folder, need_bytes=0):

@@ -16,8 +16,6 @@ Run `python data.py --preview out.gif` to look at a few episodes of every kind,
 `python data.py --bench` to time the renderer.
 """
 import argparse
-import json
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -92,9 +90,8 @@ def _hsv_to_rgb(h, s, v):
 class World:
     """One procedural world: a (canvas, canvas, 3) uint8 image drawn from an integer seed."""
 
-    def __init__(self, seed, spec=WorldSpec(), edit=None):
-        # edit (calibration only): ("drop", k) leaves shape k out, ("swap", k, j) draws shape k in shape j's colour
-        self.seed, self.spec, self.shapes = seed, spec, []  # shapes: (centre y, centre x, radius) of each
+    def __init__(self, seed, spec=WorldSpec()):
+        self.seed, self.spec = seed, spec
         rng = np.random.default_rng([seed, 7919])
         S = spec.canvas
         # background: a 16x16 grid of muted colours, bilinearly upsampled with wrap-around (large-scale texture)
@@ -104,10 +101,11 @@ class World:
         i0 = np.floor(u).astype(int)
         w = (u - i0)[:, None]
         rows = grid[i0 % g] * (1 - w[..., None]) + grid[(i0 + 1) % g] * w[..., None]  # (S, g, 3)
-        img = rows[:, i0 % g] * (1 - w.T[..., None]) + rows[:, (i0 + 1) % g] * w.T[..., None]  # (S, S, 3)
+        self.background = rows[:, i0 % g] * (1 - w.T[..., None]) + rows[:, (i0 + 1) % g] * w.T[..., None]  # (S, S, 3)
         # shapes: bright, distinct hues (evenly spaced hues, shuffled), sizes 5-14 px, drawn on the torus
         hues = (np.arange(spec.n_shapes) / spec.n_shapes + rng.random()) % 1.0
         rng.shuffle(hues)
+        self.shapes = []  # (centre y, centre x, radius, pixel rows, pixel columns, rgb in [0, 1]) of each, in drawing order
         for k in range(spec.n_shapes):
             r = int(rng.integers(3, 8))
             cy, cx = rng.integers(0, S, size=2)
@@ -119,17 +117,20 @@ class World:
                 mask = np.ones_like(yy, dtype=bool)  # square
             else:
                 mask = (yy + r) >= 2 * np.abs(xx)  # triangle pointing up
-            hue = hues[edit[2]] if edit and edit[0] == "swap" and edit[1] == k else hues[k]
-            colour = _hsv_to_rgb(np.array(hue), np.array(0.85), np.array(0.95))
-            ys, xs = (cy + yy[mask]) % S, (cx + xx[mask]) % S
-            self.shapes.append((int(cy), int(cx), r))
-            if not (edit and edit[0] == "drop" and edit[1] == k):
-                img[ys, xs] = colour
-        self.canvas = np.round(img * 255).astype(np.uint8)  # (S, S, 3)
-        # pad by one view on each far edge so any (y, x) corner in [0, S) is one contiguous slice
-        self._padded = np.pad(self.canvas, ((0, spec.size), (0, spec.size), (0, 0)), mode="wrap")
+            colour = _hsv_to_rgb(np.array(hues[k]), np.array(0.85), np.array(0.95))
+            self.shapes.append((int(cy), int(cx), r, (cy + yy[mask]) % S, (cx + xx[mask]) % S, colour))
+        self.paint(self.shapes)
         self._ball = (rng.integers(0, S, 2), rng.choice([-3, -2, 2, 3], 2))  # start, velocity (px per frame)
         self._light = rng.integers(0, S, 2)
+
+    def paint(self, shapes):
+        """canvas (S, S, 3) uint8 = the background with `shapes` drawn over it in order."""
+        img = self.background.copy()
+        for *_, ys, xs, colour in shapes:
+            img[ys, xs] = colour
+        self.canvas = np.round(img * 255).astype(np.uint8)
+        # padded by one view on each far edge, so any (y, x) corner in [0, S) is one contiguous slice
+        self._padded = np.pad(self.canvas, ((0, self.spec.size), (0, self.spec.size), (0, 0)), mode="wrap")
 
     def view(self, y, x, n=0):
         """The camera image with its top-left corner at canvas (y, x), at frame time n: (H, W, 3) uint8."""
@@ -143,9 +144,7 @@ class World:
             p0, vel = self._ball
             self._stamp(frame, y, x, p0 + vel * n, 2, (255, 40, 40))
         if self.spec.marker:
-            c = V // 2
-            frame[c - 2:c + 2, c - 1:c + 1] = (0, 0, 0)  # the agent: a small black cross at the view centre
-            frame[c - 1:c + 1, c - 2:c + 2] = (0, 0, 0)
+            frame[marker_mask(V)] = (0, 0, 0)  # the agent: a small black cross at the view centre
         return frame
 
     def _stamp(self, frame, y, x, pos, r, colour):
@@ -154,6 +153,13 @@ class World:
         py, px = (int(pos[0]) - y) % S, (int(pos[1]) - x) % S  # position relative to the view, on the torus
         if py < V + r and px < V + r:
             frame[max(py - r, 0):max(py + r, 0), max(px - r, 0):max(px + r, 0)] = colour
+
+
+def marker_mask(size):
+    """(size, size) bool: the agent marker's pixels, a 4x4 cross at the view centre (the same in every frame)."""
+    c, m = size // 2, np.zeros((size, size), bool)
+    m[c - 2:c + 2, c - 1:c + 1] = m[c - 1:c + 1, c - 2:c + 2] = True
+    return m
 
 
 _WORLDS = OrderedDict()
@@ -312,116 +318,73 @@ def sample_batch(rng, seeds, batch, spec=WorldSpec(), n_ctx=None, kinds=("random
     return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt)
 
 
-# ----------------------------------------------------------------------------- your own videos
-def resize(frames, size):
-    """(N, h, w, 3) uint8 -> (N, size, size, 3) uint8 by area averaging over a nearest-index grid."""
-    n, h, w, _ = frames.shape
-    ys = (np.arange(size * 4) * h // (size * 4)).reshape(size, 4)
-    xs = (np.arange(size * 4) * w // (size * 4)).reshape(size, 4)
-    sub = frames[:, ys][:, :, :, xs].astype(np.float32)  # (N, size, 4, size, 4, 3)
-    return np.round(sub.mean(axis=(2, 4))).astype(np.uint8)
-
-
-def read_video(path):
-    """A video file (mp4, gif) or an .npy array of frames -> (N, h, w, 3) uint8; errors name the file."""
-    try:
-        if path.endswith(".npy"):
-            frames = np.load(path, allow_pickle=False)
-        else:
-            import imageio.v3 as iio
-            frames = np.asarray(iio.imread(path, index=None))
-    except Exception as e:  # imageio raises many kinds; say which file and why
-        raise ValueError(f"{path}: cannot read video ({type(e).__name__}: {e})") from None
-    if frames.ndim == 3:  # a single frame
-        frames = frames[None]
-    if frames.ndim != 4 or frames.shape[-1] not in (3, 4) or frames.dtype != np.uint8:
-        raise ValueError(f"{path}: expected uint8 frames (N, H, W, 3), got {frames.dtype} {frames.shape}")
-    return frames[..., :3]
-
-
-def load_folder(folder, spec=WorldSpec(), annotations="annotations.jsonl"):
-    """Own data: `folder` holds videos and a JSONL file, one video per line:
-    {"video": "a.mp4", "chunks": [{"action": "go left", "start": 0, "end": 8}, ...]}
-    Each chunk is resampled to K frames at the model's frame size. Returns a list of episodes
-    (actions, frames (1 + chunks * K, H, W, 3) uint8); the first frame is the frame before chunk 0.
-    """
-    ann = os.path.join(folder, annotations)
-    if not os.path.exists(ann):
-        raise FileNotFoundError(f"{ann}: annotation file not found (one JSON object per line)")
+def sample_episodes(rng, seeds, n, spec=WorldSpec(), kinds=("out-and-back", "go-back"), out_chunks=4):
+    """n whole episodes for the slow-fast loop (Algorithm 1b), of `kinds` in turn, in worlds drawn from `seeds` (a list):
+    [(frames (1 + I K, H, W, 3) uint8, I actions)]. By default half out-and-back and half "go back" (our choice: the
+    kinds where memory pays, so the slow weights learn to retrace a path they can only know from the fast weights)."""
     episodes = []
-    with open(ann) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{ann}:{lineno}"
-            try:
-                item = json.loads(line)
-                video, chunks = item["video"], item["chunks"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{where}: not a valid annotation ({type(e).__name__}: {e})") from None
-            frames = read_video(os.path.join(folder, video))
-            out, actions = [frames[max(chunks[0]["start"] - 1, 0)]] if chunks else [], []
-            for c in chunks:
-                s, e = int(c["start"]), int(c["end"])
-                if not 0 <= s < e <= len(frames):
-                    raise ValueError(f"{where}: chunk [{s}, {e}) is outside {video}'s {len(frames)} frames")
-                try:
-                    actions.append(check_action(c["action"]))
-                except ValueError as err:
-                    raise ValueError(f"{where}: {err}") from None
-                out += list(frames[np.linspace(s, e - 1, spec.chunk).round().astype(int)])
-            if actions:
-                episodes.append((actions, resize(np.stack(out), spec.size)))
+    for e in range(n):
+        actions = make_actions(kinds[e % len(kinds)], rng, n=out_chunks)
+        frames, _ = render_episode(int(seeds[rng.integers(len(seeds))]), actions, spec)
+        episodes.append((frames, actions))
     return episodes
 
 
-def sample_folder_batch(rng, episodes, batch, spec=WorldSpec(), n_ctx=None):
-    """sample_batch for your own videos: items cut from load_folder's episodes (actions, frames) in the same
-    shapes and with the same rules (f_p drawn in 0..K; f_p = 0 gives two whole chunks with the null action)."""
-    K = spec.chunk
-    f_p = int(rng.integers(0, K + 1)) if n_ctx is None else n_ctx
-    f_g = K if f_p > 0 else 2 * K
-    ctx, tok, tgt = [], [], []
-    for _ in range(batch):
-        actions, frames = episodes[int(rng.integers(len(episodes)))]
-        i = int(rng.integers(0, len(actions)))  # predict chunk i from the end of chunk i - 1
-        end = (i + 1) * K + 1
-        clip = frames[max(end - f_p - f_g, 0):end]
-        clip = np.concatenate([clip[:1]] * (f_p + f_g - len(clip)) + [clip])  # the first frame repeated (as above)
-        ctx.append(clip[:f_p])
-        tgt.append(clip[f_p:])
-        tok.append(tokenize(actions[i] if f_p > 0 else NULL_ACTION))
-    return np.stack(ctx), np.array(tok, dtype=np.int64), np.stack(tgt)
+# ----------------------------------------------------------------------------- what one chunk keeps in view
+def wrap_offset(d, spec=WorldSpec()):
+    """Camera corner differences (..., 2) on the torus -> the short way round, in (-canvas / 2, canvas / 2]."""
+    S = spec.canvas
+    return (np.asarray(d) + S // 2 - 1) % S - S // 2 + 1
 
 
-def write_example_folder(folder, n_videos=4, spec=WorldSpec(size=64, canvas=512, speed=8), seed=0):
-    """A small own-data folder to try `train.py --data` on: episodes of the world saved as .npy videos (64x64, so
-    the loader resizes them; not GIF, whose writer merges identical frames) with an annotations.jsonl whose
-    chunks say where each action starts and ends."""
-    os.makedirs(folder, exist_ok=True)
-    rng, lines = np.random.default_rng(seed), []
-    for v in range(n_videos):
-        actions = make_actions("random", rng, n=2)
-        frames, _ = render_episode(900_000 + v, actions, spec)
-        np.save(os.path.join(folder, f"video{v}.npy"), frames)
-        K = spec.chunk
-        lines.append(dict(video=f"video{v}.npy", chunks=[dict(action=a, start=1 + i * K, end=1 + (i + 1) * K)
-                                                         for i, a in enumerate(actions)]))
-    with open(os.path.join(folder, "annotations.jsonl"), "w") as f:
-        f.write("".join(json.dumps(line) + "\n" for line in lines))
-    return folder
+def known_region(offset, spec=WorldSpec()):
+    """(H, W) bool: the pixels of a view whose place was already in the view `offset` = (dy, dx) pixels before it
+    (the last context frame), the agent marker left out of both. A static world shows them unchanged:
+        view_new[y, x] = view_last[y + dy, x + dx]   wherever 0 <= y + dy < H and 0 <= x + dx < W."""
+    V, (dy, dx) = spec.size, (int(v) for v in offset)
+    y, x = np.mgrid[:V, :V]
+    sy, sx = y + dy, x + dx
+    inside = (sy >= 0) & (sy < V) & (sx >= 0) & (sx < V)
+    marker = marker_mask(V)
+    return inside & ~marker & ~marker[sy.clip(0, V - 1), sx.clip(0, V - 1)]
+
+
+def shift_oracle(last, offset, spec=WorldSpec()):
+    """The view `offset` pixels on from `last` (H, W, 3) uint8 by a model that keeps exactly what it has seen and
+    knows nothing new: the known region shifted, the incoming strip (and the spots the marker hid) a flat colour,
+    the last frame's mean; the marker where it always is."""
+    V, (dy, dx) = spec.size, (int(v) for v in offset)
+    out = np.empty_like(last)
+    out[:] = last.reshape(-1, 3).mean(0).round().astype(np.uint8)
+    known = known_region(offset, spec)
+    y, x = np.nonzero(known)
+    out[y, x] = last[y + dy, x + dx]
+    out[marker_mask(V)] = last[marker_mask(V)]
+    return out
+
+
+def chunk_items(seeds, n, spec=WorldSpec(), seed=0):
+    """n single-chunk test items on worlds of the [lo, hi) range `seeds`: the context is the previous chunk (K frames),
+    then one action that moves the camera and its K frames. Fixed by `seed`. Returns dict(context (n, K, H, W, 3),
+    tokens (n, L), target (n, K, H, W, 3), known (n, K, H, W) bool (known_region of each target frame from the last
+    context frame), oracle (n, K, H, W, 3) (shift_oracle))."""
+    rng, K = np.random.default_rng([seed, 4242]), spec.chunk
+    moves = [a for a in MOVES if a != "stay"]
+    items = dict(context=[], tokens=[], target=[], known=[], oracle=[])
+    for _ in range(n):
+        actions = [str(rng.choice(list(MOVES))), str(rng.choice(moves))]  # any chunk before, a move to predict
+        start = tuple(int(v) for v in rng.integers(0, spec.canvas, 2))
+        frames, positions = render_episode(int(rng.integers(*seeds)), actions, spec, start=start)
+        offsets = wrap_offset(positions[K + 1:] - positions[K], spec)  # (K, 2) from the last context frame
+        items["context"].append(frames[1:K + 1])
+        items["target"].append(frames[K + 1:])
+        items["tokens"].append(tokenize(actions[1]))
+        items["known"].append(np.stack([known_region(d, spec) for d in offsets]))
+        items["oracle"].append(np.stack([shift_oracle(frames[K], d, spec) for d in offsets]))
+    return {k: np.array(v) for k, v in items.items()}
 
 
 # ----------------------------------------------------------------------------- preview and benchmark
-def write_gif(path, frames, fps=8):
-    """(N, H, W, 3) uint8 -> an animated GIF, written to a temp name and renamed (never half-written)."""
-    import imageio.v3 as iio
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.gif"
-    iio.imwrite(tmp, frames, duration=1000 / fps, loop=0)
-    os.replace(tmp, path)
-
-
 def preview(path, spec=WorldSpec(), seed=0, scale=3):
     """A GIF with one column per trajectory kind (two episodes each), the views scaled up."""
     rng = np.random.default_rng(seed)
@@ -433,7 +396,8 @@ def preview(path, spec=WorldSpec(), seed=0, scale=3):
     n = max(len(c) for c in cols)
     cols = [np.concatenate([c, np.repeat(c[-1:], n - len(c), 0)]) for c in cols]  # pad by holding the end
     grid = np.concatenate([np.pad(c, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=255) for c in cols], 2)
-    write_gif(path, grid.repeat(scale, 1).repeat(scale, 2))
+    import video  # frames to files (video.py imports this module, so not at the top)
+    video.write_video(path, grid.repeat(scale, 1).repeat(scale, 2))
     print(f"wrote {path}: columns = {', '.join(k for k in KINDS for _ in range(2))}")
 
 
@@ -468,7 +432,8 @@ if __name__ == "__main__":
     if args.bench:
         bench(spec)
     if args.example_folder:
-        write_example_folder(args.example_folder)
+        import video
+        video.write_example_folder(args.example_folder)
         print(f"wrote {args.example_folder}: 4 videos and annotations.jsonl; train on it with python train.py --data {args.example_folder}")
     if not (args.preview or args.bench or args.example_folder):
         p.print_help()

@@ -40,6 +40,34 @@ def psnr_per_frame(a, b, max_val=255.0):
     return np.array([psnr(fa, fb, max_val) for fa, fb in zip(a, b)])
 
 
+def psnr_masked(a, b, mask, max_val=255.0):
+    """PSNR over the pixels where mask (..., H, W) is True (every channel of them): a, b (..., H, W, C)."""
+    mask = np.broadcast_to(np.asarray(mask, bool)[..., None], np.shape(a))
+    return psnr(np.asarray(a)[mask], np.asarray(b)[mask], max_val)
+
+
+def chunk_scores(generated, items):
+    """Single-chunk prediction scored per item, then averaged over items (data.chunk_items gives `items`):
+    generated (n, K, H, W, 3) uint8, the frames sampled after each item's context.
+
+      known_psnr         PSNR on the known region only: the part of each frame that was in view in the last
+                         context frame (the marker left out); a model that keeps what it has seen is exact there
+      psnr               PSNR of whole frames
+      repeat_last_psnr   the last context frame repeated K times (a model that never moves the view)
+      flat_psnr          a flat frame of the last context frame's mean colour (knows colours, keeps nothing)
+      oracle_psnr        the shift oracle: known region exact, the incoming strip flat (keeps all, guesses nothing)
+      gain               psnr - repeat_last_psnr (the headline of earlier versions)"""
+    ctx, tgt = items["context"], items["target"]
+    last = np.repeat(ctx[:, -1:], tgt.shape[1], axis=1)  # (n, K, H, W, 3)
+    flat = np.broadcast_to(ctx[:, -1:].mean(axis=(2, 3), keepdims=True).round().astype(np.uint8), tgt.shape)
+    mean = lambda f: float(np.mean([f(i) for i in range(len(tgt))]))  # noqa: E731
+    out = dict(known_psnr=mean(lambda i: psnr_masked(generated[i], tgt[i], items["known"][i])),
+               psnr=mean(lambda i: psnr(generated[i], tgt[i])), repeat_last_psnr=mean(lambda i: psnr(last[i], tgt[i])),
+               flat_psnr=mean(lambda i: psnr(flat[i], tgt[i])), oracle_psnr=mean(lambda i: psnr(items["oracle"][i], tgt[i])))
+    out["gain"] = out["psnr"] - out["repeat_last_psnr"]
+    return out
+
+
 # ---------------------------------------------------------------- ssim
 
 
@@ -204,6 +232,13 @@ def revisit_pairs(positions, min_gap):
     return pairs
 
 
+def revisit_mask(positions, min_gap, n=None):
+    """(N,) bool: the frames j of revisit_pairs, the revisits SRC scores (the GIF's yellow marks, the play page)."""
+    mask = np.zeros(len(positions) if n is None else n, bool)
+    mask[[j for _, j in revisit_pairs(positions, min_gap)]] = True
+    return mask
+
+
 def src_metrics(generated, ground_truth, positions, min_gap):
     """Scene Revisit Consistency over all revisit pairs (i, j).
 
@@ -225,6 +260,26 @@ def src_metrics(generated, ground_truth, positions, min_gap):
         "revisit_ssim": float(np.mean(ssim_per_frame(generated[later], ground_truth[later]))),
         "n_pairs": len(pairs),
     }
+
+
+# ---------------------------------------------------------------- a long video against its ground truth
+
+
+def score(generated, truth, positions, chunk, n_return):
+    """The paper's Table 1 metrics of one long video against the truth (both (N, H, W, 3) uint8, the start frame
+    first; positions (N, 2) the camera poses): PSNR and SSIM over the generated frames, the outward and return legs
+    (the return: the last n_return chunks of K = chunk frames), SRC with revisits more than a context window
+    (2K frames) after their first visit, scene cuts, and PSNR / SSIM per chunk."""
+    K, N = chunk, len(generated)
+    ret, out = slice(N - n_return * K, N), slice(1, N - n_return * K)
+    src = src_metrics(generated, truth, positions, min_gap=2 * K)
+    chunks = [slice(1 + i * K, 1 + (i + 1) * K) for i in range((N - 1) // K)]  # after the start frame
+    return dict(psnr=psnr(generated[1:], truth[1:]), ssim=ssim(generated[1:], truth[1:]),
+                outward_psnr=psnr(generated[out], truth[out]),
+                return_psnr=psnr(generated[ret], truth[ret]) if n_return else float("nan"),
+                src_psnr=src["src_psnr"], src_ssim=src["src_ssim"], scene_cuts=count_scene_cuts(generated),
+                chunk_psnr=[psnr(generated[c], truth[c]) for c in chunks],
+                chunk_ssim=[ssim(generated[c], truth[c]) for c in chunks])
 
 
 # ---------------------------------------------------------------- frechet distance

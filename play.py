@@ -66,7 +66,6 @@ FAST_STEPS = (1, 2, 4, 8, 16)          # the fast-learning steps per chunk a pla
 MAX_SEED = 2 ** 31 - 1                 # world seeds: any integer in 0 .. MAX_SEED
 JSON_LIMIT = 4 * 1024                  # bytes of a JSON request body
 MEMORY_LIMIT = 8 * 2 ** 20             # bytes of an uploaded memory file (tiny: 0.7 MB; 3.3 MB with LoRA on all layers)
-MEMORY_KEYS = ("history", "chunk", "gen", "fast_gen", "lora", "opt", "actions")  # what generate.py --memory-in needs
 COOKIE = "play_session"
 PANELS = ("plain", "lora", "truth")    # without fast learning, with TEMP-LoRA, the simulator
 
@@ -216,11 +215,11 @@ class App:
                             "truth": [png64(f) for f in truth[n - K:]]})
 
     def revisits(self, s, positions, start, end):
-        """Consistency of chunk start .. end - 1 with the first visits: its frames j whose pose was first seen at a
-        frame i before the chunk's context (i < start - K), PSNR(generated j, generated i) per panel, averaged
-        (metrics.src_metrics' SRC-PSNR restricted to this chunk). Only first visits this session generated count."""
-        pairs = [(i, j) for i, j in metrics.revisit_pairs(positions[:end], min_gap=0)
-                 if j >= start and s.base <= i < start - s.cfg.chunk]
+        """Consistency of chunk start .. end - 1 with the first visits: its frames j of metrics.revisit_pairs (the
+        revisits SRC scores, more than a context window after the first visit i), PSNR(generated j, generated i) per
+        panel, averaged (SRC-PSNR restricted to this chunk). Only first visits this session generated count."""
+        pairs = [(i, j) for i, j in metrics.revisit_pairs(positions[:end], min_gap=2 * s.cfg.chunk)
+                 if j >= start and i >= s.base]
         if not pairs:
             return dict(revisit_frames=0, consistency={"plain": None, "lora": None})
         first = np.array([i for i, _ in pairs]) - s.base
@@ -257,7 +256,7 @@ class App:
             raise Refused(400, "no memory yet: play at least one chunk first")
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "memory.pt")
-            sfvgen.save_checkpoint(path, {**s.memory["lora"], "actions": list(s.actions), "world_seed": s.seed})
+            replace(s.memory["lora"], world_seed=s.seed).save(path)
             with open(path, "rb") as f:
                 return f.read()
 
@@ -268,44 +267,38 @@ class App:
             with open(path, "wb") as f:
                 f.write(blob)
             try:
-                mem = sfvgen.load_checkpoint(path, require=MEMORY_KEYS)  # weights_only: a file cannot run code
+                mem = sfvgen.Memory.load(path)  # weights_only: a file cannot run code
             except ValueError as e:
                 raise Refused(400, "memory file: " + str(e).replace(path + ": ", "")) from None
         cfg, K = s.cfg, s.cfg.chunk
-        actions, chunk, hist = mem["actions"], mem["chunk"], mem["history"]
-        if not isinstance(chunk, int) or not isinstance(actions, list) or chunk != len(actions) or \
-                any(a not in data.ACTIONS for a in actions):
-            raise Refused(400, f"memory file: 'actions' must list its 'chunk' count of actions from {list(data.ACTIONS)}")
-        if not 0 < chunk < self.max_chunks:
-            raise Refused(400, f"memory file holds {chunk} chunks; episodes here are 1..{self.max_chunks - 1} chunks before the next")
-        shape = (1, 3, cfg.size, cfg.size)
-        if not isinstance(hist, list) or not hist or any(not isinstance(h, torch.Tensor) or not h.is_floating_point() or
-                                                         h.dim() != 5 or (h.shape[0], *h.shape[2:]) != shape for h in hist):
-            raise Refused(400, f"memory file: 'history' must be a list of (1, T, 3, {cfg.size}, {cfg.size}) tensors")
-        seed = mem.get("world_seed", s.seed)
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        if any(a not in data.ACTIONS for a in mem.actions):
+            raise Refused(400, f"memory file: 'actions' must be actions from {list(data.ACTIONS)}")
+        if not 0 < mem.chunk < self.max_chunks:
+            raise Refused(400, f"memory file holds {mem.chunk} chunks; episodes here are 1..{self.max_chunks - 1} chunks before the next")
+        shape = (1, cfg.latent_channels or 3, *(2 * [cfg.size // 4 if cfg.latent_channels else cfg.size]))
+        if any(not h.is_floating_point() or (h.shape[0], *h.shape[2:]) != shape for h in mem.history):
+            raise Refused(400, f"memory file: 'history' must be (1, n, {', '.join(map(str, shape[1:]))}) tensors for this model")
+        seed = s.seed if mem.world_seed is None else mem.world_seed
+        if not 0 <= seed <= MAX_SEED:
             raise Refused(400, f"memory file: world_seed {seed!r} is not in 0..{MAX_SEED}")
-        if not isinstance(mem["lora"], dict) or not isinstance(mem["opt"], dict):
-            raise Refused(400, "memory file: 'lora' and 'opt' must be state dicts")
         # the LoRA targets follow from the file's keys (the fast steps stay this session's setting)
         for targets in sfvgen.LORA_TARGETS:
             m = sfvgen.with_lora(self.model, replace(cfg, lora_targets=targets))
-            if set(mem["lora"]) == set(sfvgen.lora_state(m)):
+            if set(mem.lora) == set(sfvgen.lora_state(m)):
                 break
         else:
             raise Refused(400, f"memory file: its LoRA layers are not those of any of {list(sfvgen.LORA_TARGETS)} on this model")
         try:  # the checks generate_long makes at the next chunk, made now, before the episode is replaced
-            sfvgen.load_lora_state(m, mem["lora"])
-            torch.optim.Adam(sfvgen.lora_parameters(m), lr=cfg.fast_lr).load_state_dict(mem["opt"])
-            torch.Generator().set_state(mem["gen"])
-            torch.Generator().set_state(mem["fast_gen"])
+            sfvgen.load_lora_state(m, mem.lora)
+            torch.optim.Adam(sfvgen.lora_parameters(m), lr=cfg.fast_lr).load_state_dict(mem.copy().opt)
+            torch.Generator().set_state(mem.gen)
+            torch.Generator().set_state(mem.fast_gen)
         except (ValueError, TypeError, KeyError, RuntimeError) as e:
             raise Refused(400, f"memory file does not fit this model: {(str(e).splitlines() or [''])[0][:200]}") from None
         s.reset(self, seed, cfg.fast_steps, targets)
-        last = sfvgen.to_frames(hist[-1][:, -1:])[0]  # (1, H, W, 3): the frame the continuation starts from
-        s.memory = {"lora": {k: v for k, v in mem.items() if k not in ("actions", "world_seed")}}
-        s.memory["plain"] = {**s.memory["lora"], "lora": {}, "opt": {}}  # same context and noise, no fast weights
-        s.actions, s.base = list(actions), chunk * K
+        last = sfvgen.to_frames(mem.history[-1][:, -1:], self.model.autoencoder)[0]  # (1, H, W, 3): where it continues
+        s.memory = {"lora": mem, "plain": replace(mem, lora={}, opt={})}  # the same context and noise, no fast weights
+        s.actions, s.base, chunk = list(mem.actions), mem.chunk * K, mem.chunk
         s.frames = {"plain": last, "lora": last}
         s.loaded = f"memory of {chunk} chunks in world {seed}"
         return self.state(s)

@@ -22,7 +22,7 @@ inside; `to_model` and `to_frames` are the one conversion each way.
 import copy
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 
 import data
+import video
 
 
 # ============================================================================= config
@@ -42,9 +43,11 @@ class Config:
     mults: tuple = (1, 2, 3)           # width multipliers per level; each level after the first halves H, W
     attn_levels: tuple = (1, 2)        # levels with spatial self-attention (0 = full resolution)
     temporal_attn_levels: tuple = (1, 2)  # levels with temporal attention over frames at each pixel
+    context_attn_levels: tuple = ()    # levels where each frame also attends to the last context frame (relative positions; ours)
     heads: int = 4                     # attention heads
     text_dim: int = 64                 # D of the action-text encoder (stands in for the paper's frozen CLIP)
     cond_last_frame: bool = True       # feed the last context frame to every frame as 3 extra input channels
+    warp_output: bool = False          # x0 = gate * (last context frame warped by a predicted flow) + (1 - gate) * x0 (ours)
     latent_channels: int = 0           # C of the frozen frame autoencoder's latents the UNet works on; 0 = pixels
     ae_width: int = 64                 # hidden width of the frame autoencoder (latent models only)
     # --- world (data.py)
@@ -263,23 +266,67 @@ class ResBlock(nn.Module):
         return rearrange(h, "(b n) c h w -> b n c h w", b=B)
 
 
-class AttnBlock(nn.Module):
-    """Spatial self-attention (optional), action-text cross-attention, temporal attention (optional)."""
+class ContextAttention(nn.Module):
+    """Every frame attends to its own pixels and to the last clean context frame's, with learned relative positions
+    (Shaw et al. 2018):  score_ij = q_i . (k_j + r[p_j - p_i]) / sqrt(d),  p the (y, x) of a token.
+    A query can point at an offset through r, so a target frame can copy what the last context frame showed a few
+    pixels away: a camera move. (Ours: the paper's temporal layers mix frames only at the same pixel.)"""
 
-    def __init__(self, dim, cfg, spatial, temporal):
+    def __init__(self, dim, heads, grid):
+        super().__init__()
+        self.heads, self.grid = heads, grid
+        self.norm = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.to_out.weight)  # the block starts as the identity
+        nn.init.zeros_(self.to_out.bias)
+        self.source = nn.Parameter(torch.zeros(2, dim))  # added to a key: from this frame (0) or the last context frame (1)
+        self.rel = nn.Parameter(torch.randn(2 * grid - 1, 2 * grid - 1, dim // heads) * 0.02)  # r[dy, dx]
+
+    def forward(self, x, n_ctx):
+        # x: (B, N, C, H, W) -> (B, N, C, H, W)
+        B, N, C, H, W = x.shape
+        h = self.norm(rearrange(x, "b n c h w -> b n (h w) c"))
+        kv = h + self.source[0]
+        if n_ctx > 0:  # keys and values: this frame's pixels, then the last context frame's
+            kv = torch.cat([kv, (h[:, n_ctx - 1:n_ctx] + self.source[1]).expand(B, N, -1, -1)], dim=2)
+        q, k, v = (rearrange(f(z), "b n s (h d) -> (b n) h s d", h=self.heads) for f, z in
+                   ((self.to_q, h), (self.to_k, kv), (self.to_v, kv)))
+        y, x_ = torch.meshgrid(torch.arange(H, device=x.device), torch.arange(W, device=x.device), indexing="ij")
+        p = torch.stack([y.flatten(), x_.flatten()], -1)  # (S, 2)
+        pk = p.repeat(kv.shape[2] // (H * W), 1)  # (S_k, 2)
+        d = pk[None] - p[:, None] + self.grid - 1  # (S_q, S_k, 2) offsets, shifted >= 0
+        r = self.rel[d[..., 0], d[..., 1]]  # (S_q, S_k, d)
+        bias = torch.einsum("bhqd,qkd->bhqk", q, r) / math.sqrt(q.shape[-1])  # q_i . r[p_j - p_i] / sqrt(d)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        o = rearrange(o, "(b n) h s d -> b n s (h d)", b=B)
+        return x + rearrange(self.to_out(o), "b n (h w) c -> b n c h w", h=H)
+
+
+class AttnBlock(nn.Module):
+    """Spatial self-attention (optional), action-text cross-attention, context attention (optional, ours),
+    temporal attention (optional)."""
+
+    def __init__(self, dim, cfg, spatial, temporal, context=0):
         super().__init__()
         self.spatial = Attention(dim, cfg.heads) if spatial else None
         self.cross = Attention(dim, cfg.heads, context_dim=cfg.text_dim)
+        self.context = ContextAttention(dim, cfg.heads, context) if context else None
         self.temporal = Attention(dim, cfg.heads) if temporal else None
-        self.frame_pos = nn.Embedding(4 * cfg.chunk + 1, dim)  # temporal position: offset -2K..+2K to the last context frame
+        if temporal:  # temporal attention's position: the frame offset -2K..+2K to the last context frame
+            self.frame_pos = nn.Embedding(4 * cfg.chunk + 1, dim)
 
-    def forward(self, x, text, pos_ids):
+    def forward(self, x, text, pos_ids, n_ctx=0):
         # x: (B, N, C, H, W); text: (B, L, D); pos_ids: (N,) frame offset to the last context frame, shifted >= 0
         B, N, C, H, W = x.shape
         s = rearrange(x, "b n c h w -> (b n) (h w) c")
         if self.spatial is not None:
             s = self.spatial(s)
         s = self.cross(s, context=repeat(text, "b l d -> (b n) l d", n=N))
+        if self.context is not None:
+            s = rearrange(self.context(rearrange(s, "(b n) (h w) c -> b n c h w", b=B, h=H), n_ctx), "b n c h w -> (b n) (h w) c")
         if self.temporal is None:
             return rearrange(s, "(b n) (h w) c -> b n c h w", b=B, h=H)
         z = rearrange(s, "(b n) (h w) c -> (b h w) n c", b=B, h=H)
@@ -324,8 +371,10 @@ class VideoUNet(nn.Module):
         self.inp = nn.Conv2d(2 * C if cfg.cond_last_frame else C, ch[0], 3, padding=1)
         self.down, self.up = nn.ModuleList(), nn.ModuleList()
         c_prev, skips = ch[0], []
+        grid = cfg.size // 4 if cfg.latent_channels else cfg.size  # H = W of the UNet's input
+        ctx_grid = lambda lv: grid // 2 ** lv if lv in cfg.context_attn_levels else 0  # noqa: E731
         for lv, c in enumerate(ch):
-            attn = AttnBlock(c, cfg, lv in cfg.attn_levels, lv in cfg.temporal_attn_levels)
+            attn = AttnBlock(c, cfg, lv in cfg.attn_levels, lv in cfg.temporal_attn_levels, ctx_grid(lv))
             last = lv == len(ch) - 1
             self.down.append(nn.ModuleList([ResBlock(c_prev, c, E), attn,
                                             nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1)]))
@@ -333,11 +382,12 @@ class VideoUNet(nn.Module):
             c_prev = c
         self.mid1, self.mid_attn, self.mid2 = ResBlock(c_prev, c_prev, E), AttnBlock(c_prev, cfg, True, True), ResBlock(c_prev, c_prev, E)
         for lv, c in reversed(list(enumerate(ch))):
-            attn = AttnBlock(c, cfg, lv in cfg.attn_levels, lv in cfg.temporal_attn_levels)
+            attn = AttnBlock(c, cfg, lv in cfg.attn_levels, lv in cfg.temporal_attn_levels, ctx_grid(lv))
             self.up.append(nn.ModuleList([ResBlock(c_prev + skips[lv], c, E), attn,
                                           nn.Identity() if lv == 0 else nn.Conv2d(c, ch[lv - 1], 3, padding=1)]))
             c_prev = c if lv == 0 else ch[lv - 1]
-        self.out = nn.Sequential(nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], C, 3, padding=1))
+        # the output: C channels of prediction; with warp_output also a flow (2) and a gate (1) per pixel (ours)
+        self.out = nn.Sequential(nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], C + 3 * cfg.warp_output, 3, padding=1))
         self.autoencoder = None
         if cfg.latent_channels:  # frozen: trained before (train.py --stage autoencoder), loaded with the checkpoint
             self.autoencoder = FrameAutoencoder(cfg.latent_channels, cfg.ae_width).requires_grad_(False)
@@ -357,22 +407,37 @@ class VideoUNet(nn.Module):
         emb = self.time_mlp(sinusoidal(t.flatten() * (1000.0 / self.cfg.timesteps), self.cfg.channels))
         emb = rearrange(emb, "(b n) e -> b n e", b=B) + self.offset_emb(pos_ids)  # (B, N, E)
         text = self.text(tokens)  # (B, L, D)
+        x_in = x
         if self.cfg.cond_last_frame:  # every frame also sees the last clean context frame (our choice)
             last = x[:, n_ctx - 1] if n_ctx > 0 else torch.zeros_like(x[:, 0])  # no context: zeros
             x = torch.cat([x, repeat(last, "b c h w -> b n c h w", n=N)], dim=2)
         h = rearrange(self.inp(rearrange(x, "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=B)
         hs = []
         for res, attn, down in self.down:
-            h = attn(res(h, emb), text, pos_ids)
+            h = attn(res(h, emb), text, pos_ids, n_ctx)
             hs.append(h)
             h = rearrange(down(rearrange(h, "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=B)
         h = self.mid2(self.mid_attn(self.mid1(h, emb), text, pos_ids), emb)
         for res, attn, up in self.up:
-            h = attn(res(torch.cat([h, hs.pop()], dim=2), emb), text, pos_ids)
+            h = attn(res(torch.cat([h, hs.pop()], dim=2), emb), text, pos_ids, n_ctx)
             if not isinstance(up, nn.Identity):
                 z = F.interpolate(rearrange(h, "b n c h w -> (b n) c h w"), scale_factor=2, mode="nearest")
                 h = rearrange(up(z), "(b n) c h w -> b n c h w", b=B)
-        return rearrange(self.out(rearrange(h, "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=B)
+        out = rearrange(self.out(rearrange(h, "b n c h w -> (b n) c h w")), "(b n) c h w -> b n c h w", b=B)
+        if not self.cfg.warp_output:
+            return out
+        pred, flow, gate = out[:, :, :-3], out[:, :, -3:-1], torch.sigmoid(out[:, :, -1:])
+        if n_ctx == 0:  # nothing to carry forward
+            return pred
+        # x0 = g * warp(last context frame, flow) + (1 - g) * pred: the last frame's pixels carried to where the
+        # camera move puts them (bilinear, exact at whole-pixel flows), the rest predicted (ours)
+        H, W = pred.shape[-2:]
+        ys, xs = torch.meshgrid(torch.arange(H, device=x.device), torch.arange(W, device=x.device), indexing="ij")
+        fy, fx = flow[:, :, 0] * (H / 4), flow[:, :, 1] * (W / 4)  # (B, N, H, W) in pixels; the net outputs ~ moves / (H / 4)
+        grid = torch.stack([(2 * (xs + fx) + 1) / W - 1, (2 * (ys + fy) + 1) / H - 1], dim=-1)  # (B, N, H, W, 2)
+        src = repeat(x_in[:, n_ctx - 1], "b c h w -> (b n) c h w", n=N)
+        warped = F.grid_sample(src, rearrange(grid, "b n h w t -> (b n) h w t"), align_corners=False, padding_mode="border")
+        return gate * rearrange(warped, "(b n) c h w -> b n c h w", b=B) + (1 - gate) * pred
 
 
 # ============================================================================= masked conditional diffusion
@@ -714,19 +779,90 @@ def fast_generator(seed):
     return torch.Generator().manual_seed(seed + 1)
 
 
+@dataclass
+class Memory:
+    """What a long video continues from: Algorithm 1a's state between two chunks. A value: generate_long copies it
+    on the way in and out, so one Memory continued twice gives the same video twice.
+
+    history: the last chunks as model tensors, [(1, n, C, H, W)], the newest last (its last chunk is the next context)
+    chunk: chunks generated so far;  actions: their action texts
+    gen, fast_gen: the states of the sampler's and fast learning's noise generators
+    lora: Theta, the fast weights (lora_state; {} without fast learning);  opt: their Adam state ({} without)
+    world_seed: the built-in world the video is in, or None (your own frames)"""
+    history: list
+    chunk: int = 0
+    actions: list = field(default_factory=list)
+    gen: torch.Tensor = None
+    fast_gen: torch.Tensor = None
+    lora: dict = field(default_factory=dict)
+    opt: dict = field(default_factory=dict)
+    world_seed: int = None
+
+    @classmethod
+    def start(cls, first_frame, seed=0, device="cpu", autoencoder=None, lora=None, world_seed=None):
+        """A video not yet begun: the start frame X_0 (H, W, 3) uint8 as its history, the generators as a call with
+        `seed` starts them, and the fast weights `lora` (None: a fresh LoRA)."""
+        x = to_model(first_frame[None, None], device, autoencoder).cpu()  # (1, 1, C, H, W)
+        return cls(history=[x], gen=torch.Generator().manual_seed(seed).get_state(),
+                   fast_gen=fast_generator(seed).get_state(), lora=dict(lora or {}), world_seed=world_seed)
+
+    def copy(self):
+        return copy.deepcopy(self)
+
+    def to_dict(self):
+        """Plain types only, for torch.save / torch.load(weights_only=True)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d, where="memory"):
+        """A Memory from a stored dict (files of earlier versions, without world_seed, load too); a dict that is not
+        one is refused with one line that says what is wrong."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: not an sfvgen memory (a dict with {[f.name for f in fields(cls)]})")
+        missing = [f.name for f in fields(cls) if f.name not in d and f.name != "world_seed"]
+        if missing:
+            raise ValueError(f"{where}: not an sfvgen memory (no {', '.join(missing)})")
+        hist, actions, chunk = d["history"], d["actions"], d["chunk"]
+        if not isinstance(hist, list) or not hist or any(not isinstance(h, torch.Tensor) or h.dim() != 5 for h in hist):
+            raise ValueError(f"{where}: 'history' must be a list of (1, n, C, H, W) tensors")
+        if not isinstance(chunk, int) or not isinstance(actions, list) or len(actions) != chunk:
+            raise ValueError(f"{where}: 'actions' must list its 'chunk' count of actions")
+        for a in actions:
+            data.check_action(a) if isinstance(a, str) else data.check_action(repr(a))
+        if not isinstance(d["lora"], dict) or not isinstance(d["opt"], dict):
+            raise ValueError(f"{where}: 'lora' and 'opt' must be state dicts")
+        for g in ("gen", "fast_gen"):
+            if not isinstance(d[g], torch.Tensor) or d[g].dtype != torch.uint8:
+                raise ValueError(f"{where}: '{g}' must be a generator state (a uint8 tensor)")
+        seed = d.get("world_seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise ValueError(f"{where}: 'world_seed' must be a world seed (an integer >= 0) or None")
+        return cls(**{f.name: copy.deepcopy(d.get(f.name)) for f in fields(cls)})
+
+    def save(self, path):
+        save_checkpoint(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path):
+        """torch.load(weights_only=True): a file cannot run code; errors are one line that names the file."""
+        return cls.from_dict(load_checkpoint(path, require=()), path)
+
+
 def generate_long(model, diffusion, cfg, first_frame, actions, fast_learning=None, seed=0, memory=None, progress=None,
                   window=local_window):
     """Algorithm 1a: long video generation, chunk by chunk, with TEMP-LoRA fast learning after every chunk.
 
-        Theta <- a fresh LoRA                                 (or the one a saved `memory` holds)
+        Theta <- a fresh LoRA                                 (or the one a `memory` holds)
         for i = 1 .. I:                                       (one action a_i per chunk)
             X_i ~ p(X_i | X_{i-1}, a_i; Phi + Theta)          sample K frames, the previous chunk as context
             Theta <- Theta - lr grad L_fast([X_{i-1} ; X_i])  fast learning, Phi frozen (if fast_learning)
 
-    first_frame: (H, W, 3) uint8, X_0; actions: one text per chunk. fast_learning: default cfg.fast_learning.
-    memory: a previous call's result["memory"] (the last chunks, Theta, its optimizer, the noise generators) to
-    continue that video exactly; first_frame is then ignored. Without fast learning Theta stays as it starts.
-    Returns dict(frames=(1 + I K, H, W, 3) uint8, the start frame first unless continuing, fast_losses, memory)."""
+    first_frame: (H, W, 3) uint8, X_0; actions: one text per chunk. fast_learning: default cfg.fast_learning. The
+    sampler and fast learning both take their settings from cfg (sample_steps, guidance, eta; fast_steps, fast_lr).
+    memory: a Memory (a previous call's result["memory"], or Memory.start) to continue that video exactly;
+    first_frame is then ignored. Without fast learning Theta stays as it starts.
+    Returns dict(frames=(1 + I K, H, W, 3) uint8, the start frame first unless continuing, fast_losses,
+    memory=the Memory after the last chunk)."""
     # BEGIN SOLUTION hw5 hint: fresh Theta, one Adam; per action: merge, sample K frames after history[-1], unmerge, fast_learn_chunk
     fast_learning = cfg.fast_learning if fast_learning is None else fast_learning
     dev = next(model.parameters()).device
@@ -736,29 +872,27 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast_learning=Non
     # Phi is frozen while a video is generated (only Theta learns). Set here, not left to the caller: PyTorch may
     # pick another matmul kernel for a weight that requires grad, even under no_grad, so the flags change the last bits
     set_trainable(model, "fast")
-    gen = torch.Generator().manual_seed(seed)  # the sampler's noise
-    # fast learning draws its t and eps from its own generator (our choice), so a video with fast learning
-    # is sampled from the same noise as one without: rows with and without memory compare paired
-    fast_gen = fast_generator(seed)
-    reset_lora(model)  # Theta fresh for every episode (no LoRA layers: nothing to do)
+    first = memory is None
+    memory = Memory.start(first_frame, seed, dev, model.autoencoder) if first else memory.copy()  # a value: ours now
+    history = [h.to(dev) for h in memory.history]                         # [.., X_{i-1}]: (1, n, C, H, W)
+    reset_lora(model)  # Theta fresh for every episode (no LoRA layers: nothing to do) ...
+    if memory.lora:
+        load_lora_state(model, memory.lora)                               # ... or the one the memory holds
     opt = torch.optim.Adam(lora_parameters(model), lr=cfg.fast_lr) if fast_learning else None  # one per episode
-    if memory is None:
-        history = [to_model(first_frame[None, None], dev, model.autoencoder)]  # [X_0]: (1, 1, 3, H, W), or latents
-        out, chunk0 = [history[0]], 0
-    else:  # continue: the context, Theta, its optimizer and both generators as they were
-        history, out, chunk0 = [h.to(dev) for h in memory["history"]], [], memory["chunk"]
-        if memory["lora"]:
-            load_lora_state(model, memory["lora"])
-        if fast_learning:
-            opt.load_state_dict(memory["opt"])
-        gen.set_state(memory["gen"])
-        fast_gen.set_state(memory["fast_gen"])
-    losses = []
+    if fast_learning and memory.opt:
+        opt.load_state_dict(memory.opt)  # the memory's own copy: Adam's moments would otherwise be shared
+    # the sampler's noise; fast learning draws its t and eps from its own generator (our choice), so a video with
+    # fast learning is sampled from the same noise as one without: rows with and without memory compare paired
+    gen, fast_gen = torch.Generator(), torch.Generator()
+    gen.set_state(memory.gen)
+    fast_gen.set_state(memory.fast_gen)
+    out, losses = [history[0]] if first else [], []
     for a in (progress or (lambda x: x))(actions):
         tokens = action_tokens([a], dev)                                  # a_i: (1, L)
         merge_lora(model)  # sample with W + (alpha / r) B A folded in: no LoRA cost per denoising step
         try:
-            X_i = diffusion.sample(model, history[-1], tokens, cfg.chunk, generator=gen)  # (1, K, 3, H, W)
+            X_i = diffusion.sample(model, history[-1], tokens, cfg.chunk, generator=gen, steps=cfg.sample_steps,
+                                   guidance=cfg.guidance, eta=cfg.eta)    # (1, K, C, H, W)
         finally:
             unmerge_lora(model)  # exact: the slow W comes back bit for bit
         history.append(X_i)
@@ -766,28 +900,16 @@ def generate_long(model, diffusion, cfg, first_frame, actions, fast_learning=Non
         if fast_learning:  # store this chunk in the fast weights before generating the next one
             losses.append(fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, fast_gen, window))
             if not math.isfinite(losses[-1]):
-                print(f"warning: fast-learning update after chunk {chunk0 + len(losses) - 1} diverged and was rolled back")
-    memory = dict(history=[h.cpu() for h in history[-2:]], chunk=chunk0 + len(actions), gen=gen.get_state(),
-                  fast_gen=fast_gen.get_state(), lora=lora_state(model) if fast_learning else {},
-                  opt=opt.state_dict() if fast_learning else {})
-    return dict(frames=to_frames(torch.cat(out, dim=1), model.autoencoder)[0], fast_losses=losses, memory=memory)
+                print(f"warning: fast-learning update after chunk {memory.chunk + len(losses) - 1} diverged and was rolled back")
+    after = Memory(history=[h.cpu() for h in history[-2:]], chunk=memory.chunk + len(actions),
+                   actions=memory.actions + list(actions), gen=gen.get_state(), fast_gen=fast_gen.get_state(),
+                   lora=lora_state(model) if fast_learning else memory.lora,
+                   opt=copy.deepcopy(opt.state_dict()) if fast_learning else {}, world_seed=memory.world_seed)
+    return dict(frames=to_frames(torch.cat(out, dim=1), model.autoencoder)[0], fast_losses=losses, memory=after)
     # END SOLUTION
 
 
 # ============================================================================= the slow-fast learning loop (Algorithm 1b)
-def sample_loop_episodes(cfg, rng, seeds):
-    """The episodes of one outer iteration: ground-truth frames (1 + I K, H, W, 3) uint8 and their I actions,
-    of cfg.loop_kinds in turn; by default half out-and-back and half "go back" (our choice: the kinds where
-    memory pays, so the slow weights learn to retrace a path they can only know from the fast weights)."""
-    episodes, kinds = [], cfg.loop_kinds.split(",")
-    for e in range(cfg.loop_episodes):
-        kind = kinds[e % len(kinds)]
-        actions = data.make_actions(kind, rng, n=cfg.loop_out_chunks)
-        frames, _ = data.render_episode(int(seeds[rng.integers(len(seeds))]), actions, cfg.world())
-        episodes.append((frames, actions))
-    return episodes
-
-
 def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None, window=local_window):
     """One outer iteration of Algorithm 1b. model carries LoRA layers (Theta) over its slow weights (Phi).
     Leaves the gradient of the slow loss in Phi's .grad (train.main clips it and steps the slow optimizer).
@@ -833,24 +955,26 @@ def slow_fast_iteration(model, diffusion, cfg, episodes, generator=None, window=
 
 # ============================================================================= checkpoints
 def save_checkpoint(path, state):
-    """Atomic write: a temp file in the same folder, fsync, then rename over the old one."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """torch.save, all or nothing (video.atomic_write: a temp file, then a rename over the old one)."""
+    with video.atomic_write(path) as tmp:
+        torch.save(state, tmp)
 
 
-RENAMED_FIELDS = {"fast": "fast_learning"}                    # older checkpoints' names of today's fields
-LAB_FIELDS = ("fast_rule", "fast_reverse", "memory_mix")      # settings older checkpoints kept that now live in lab/
+RENAMED_FIELDS = {"fast": "fast_learning"}                 # older checkpoints' names of today's fields
+RETIRED_FIELDS = ("fast_rule", "fast_reverse", "memory_mix")  # fields older checkpoints kept that no longer exist
 
 
 def upgrade_config(config):
     """A stored config dict in today's field names (older checkpoints load unchanged)."""
     config = {RENAMED_FIELDS.get(k, k): v for k, v in config.items()}
-    return {k: v for k, v in config.items() if k not in LAB_FIELDS}
+    return {k: v for k, v in config.items() if k not in RETIRED_FIELDS}
+
+
+def upgrade_weights(state, model):
+    """A stored state dict without the weights older versions kept and `model` does not have: the frame-position
+    table of levels without temporal attention, which never got a gradient."""
+    have = model.state_dict()
+    return {k: v for k, v in state.items() if k in have or not k.endswith(".frame_pos.weight")}
 
 
 def load_checkpoint(path, require=("config", "model")):
@@ -878,7 +1002,7 @@ def load_model(path, device="cpu", weights="ema"):
     cfg = Config(**ckpt["config"])
     model = VideoUNet(cfg)
     try:
-        model.load_state_dict(ckpt.get(weights) or ckpt["model"])
+        model.load_state_dict(upgrade_weights(ckpt.get(weights) or ckpt["model"], model))
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not fit the config stored with them ({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), cfg, ckpt

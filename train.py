@@ -24,6 +24,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 
@@ -35,7 +36,9 @@ from tqdm import tqdm
 
 import cli
 import data
+import metrics
 import sfvgen
+import video
 from sfvgen import Diffusion, VideoUNet, to_model
 
 
@@ -73,37 +76,58 @@ def batch_to(device, batch, autoencoder=None):
     return to_model(ctx, device, autoencoder), torch.as_tensor(tok, device=device), to_model(tgt, device, autoencoder)
 
 
-def world_batches(cfg):
-    """The default source of slow learning's clips: data.sample_batch on the world's seeds (or the pool's)."""
-    if cfg.data:  # your own videos: every clip is cut from the folder's episodes
-        episodes = data.load_folder(cfg.data, cfg.world())
-        if not episodes:
-            raise ValueError(f"{cfg.data}: annotations.jsonl lists no chunks")
-        return lambda rng, seeds, n_ctx=None: data.sample_folder_batch(rng, episodes, cfg.batch, cfg.world(), n_ctx)
-    kinds = tuple(cfg.train_kinds.split(","))
-    return lambda rng, seeds, n_ctx=None: data.sample_batch(rng, seeds, cfg.batch, cfg.world(), n_ctx=n_ctx, kinds=kinds)
+def sources(cfg, warn=None):
+    """Where training draws from: the built-in world (train / validation seed ranges), or your folder of videos
+    (cfg.data: its "train" and held-out "val" videos, video.load_folder). Returns three functions:
+        clips(rng, seeds, n_ctx=None) -> (context, tokens, target) numpy clips of slow learning (seeds: the world pool)
+        val_clips(rng, n_ctx)         -> the same from the validation worlds or the held-out videos
+        episodes(rng, seeds)          -> cfg.loop_episodes whole episodes [(frames, actions)] for the loop"""
+    spec, kinds = cfg.world(), tuple(cfg.train_kinds.split(","))
+    if not cfg.data:
+        loop_kinds = tuple(cfg.loop_kinds.split(","))
+        return (lambda rng, seeds, n_ctx=None: data.sample_batch(rng, seeds, cfg.batch, spec, n_ctx=n_ctx, kinds=kinds),
+                lambda rng, n_ctx: data.sample_batch(rng, cfg.val_seeds, cfg.batch, spec, n_ctx=n_ctx, kinds=kinds),
+                lambda rng, seeds: data.sample_episodes(rng, seeds, cfg.loop_episodes, spec, loop_kinds, cfg.loop_out_chunks))
+    episodes = video.load_folder(cfg.data, spec, **({} if warn is None else dict(warn=warn)))
+    train_eps = [e for e in episodes if e.split == "train"]
+    val_eps = [e for e in episodes if e.split == "val"] or train_eps
+    if not train_eps:
+        raise ValueError(f"{cfg.data}: every video is held out (\"split\": \"val\"); mark some \"train\"")
+    return (lambda rng, seeds, n_ctx=None: video.sample_folder_batch(rng, train_eps, cfg.batch, spec, n_ctx),
+            lambda rng, n_ctx: video.sample_folder_batch(rng, val_eps, cfg.batch, spec, n_ctx),
+            lambda rng, seeds: video.sample_folder_episodes(rng, train_eps, cfg.loop_episodes, spec, 2 * cfg.loop_out_chunks))
 
 
 @torch.no_grad()
-def validation_loss(model, diffusion, cfg, device, batches, n_batches=4):
-    """Masked loss on fixed validation worlds (or your folder) and a fixed noise draw (comparable across steps)."""
+def validation(model, diffusion, cfg, device, val_clips, n_batches=4, n_chunks=16):
+    """On the EMA weights, comparable across steps: the masked loss on fixed validation clips with a fixed noise
+    draw; in the built-in world also single-chunk prediction on fixed validation items (metrics.chunk_scores:
+    known-region PSNR, the headline, and the whole-frame gain over repeating the last frame)."""
     rng, gen = np.random.default_rng(1234), torch.Generator().manual_seed(1234)
     losses = []
     for k in range(n_batches):
-        ctx, tok, tgt = batch_to(device, batches(rng, cfg.val_seeds, n_ctx=k % cfg.chunk + 1), model.autoencoder)
+        ctx, tok, tgt = batch_to(device, val_clips(rng, n_ctx=k % cfg.chunk + 1), model.autoencoder)
         losses.append(float(diffusion.loss(model, ctx, tgt, tok, generator=gen)))
-    return sum(losses) / len(losses)
+    out = dict(val_loss=round(sum(losses) / len(losses), 5))
+    if not cfg.data:
+        items = data.chunk_items(cfg.val_seeds, n_chunks, cfg.world())
+        x = diffusion.sample(model, to_model(items["context"], device, model.autoencoder),
+                             torch.as_tensor(items["tokens"], device=device), cfg.chunk, torch.Generator().manual_seed(0))
+        scores = metrics.chunk_scores(sfvgen.to_frames(x, model.autoencoder), items)
+        out.update(known_psnr=round(scores["known_psnr"], 2), gain=round(scores["gain"], 2))
+    return out
 
 
 def sample_gif(model, diffusion, cfg, path):
-    """Generated | ground truth: a validation world, 4 chunks out and 4 back (or your folder's first video)."""
+    """Generated | ground truth: a validation world, 4 chunks out and 4 back (or your first held-out video)."""
     if cfg.data:
-        actions, truth = data.load_folder(cfg.data, cfg.world())[0]
+        eps = video.load_folder(cfg.data, cfg.world(), warn=lambda m: None)
+        actions, truth = next((e for e in eps if e.split == "val"), eps[0])[1:3]
     else:
         actions = ["go right"] * 4 + ["go left"] * 4
         truth = data.render_episode(cfg.val_seeds[0], actions, cfg.world())[0]
     gen = sfvgen.generate_long(model, diffusion, cfg, truth[0], actions, fast_learning=False, seed=0)["frames"]
-    data.write_gif(path, np.concatenate([gen, truth], axis=2).repeat(3, 1).repeat(3, 2))
+    video.write_video(path, np.concatenate([gen, truth], axis=2).repeat(3, 1).repeat(3, 2))
 
 
 def start_processes(cfg, device):
@@ -126,25 +150,66 @@ def start_processes(cfg, device):
     return device, rank, world, slice(rank * per, (rank + 1) * per)
 
 
-def train_autoencoder(cfg, quiet=False):
+class Stop:
+    """Ctrl-C (SIGINT) and SIGTERM (what a cluster scheduler sends before it kills a job) ask training to stop: the
+    step under way finishes, a checkpoint is written, and --resume continues bit for bit. A second Ctrl-C stops at
+    once (the last checkpoint stays)."""
+
+    def __init__(self):
+        self.asked, self.before = None, {}
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals to the main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.before[sig] = signal.signal(sig, self.ask)
+
+    def ask(self, signum, frame):
+        if self.asked is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.asked = signum
+        print(f"\n{signal.Signals(signum).name}: finishing this step, then saving a checkpoint (Ctrl-C again: stop now)",
+              file=sys.stderr, flush=True)
+
+    def restore(self):
+        for sig, handler in self.before.items():
+            signal.signal(sig, handler)
+
+
+def setup(cfg, quiet):
+    """What every run starts with: the device (and the processes under torchrun), threads, the output folder
+    checked, the seeds, the data stream and the world pool. Returns (device, rank, world size, batch rows, rng,
+    pool). A run whose --max-steps is not past --warmup is warned about (its learning rate never peaks)."""
+    device, rank, world, rows = start_processes(cfg, cli.pick_device(cfg.device))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later GPUs
+        # cuDNN's fused attention failed in the bf16 backward of the gpu preset's temporal attention (B H W
+        # sequences of T frames: 65,536 at 32x32, batch 64; torch 2.11, H100); flash / memory-efficient kernels do it
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if rank == 0:
+        cli.check_writable(cfg.out)
+        if cfg.max_steps <= cfg.warmup and not quiet and not cfg.resume:
+            print(f"warning: --max-steps {cfg.max_steps} is not past --warmup {cfg.warmup}: the learning rate never reaches "
+                  f"--lr {cfg.lr} (give a smaller --warmup)", file=sys.stderr)
+    # the same seed on every rank (unlike nanoGPT): same initial weights, same data and noise draws
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)  # the data stream
+    return device, rank, world, rows, rng, data.WorldPool(cfg.train_seeds, rng)
+
+
+def train_autoencoder(cfg, quiet=False, clips=None):
     """--stage autoencoder: a latent model's frame autoencoder (sfvgen.FrameAutoencoder), trained with
     L = || D(E(x)) - x ||^2 on the frames of slow learning's clips, then its latent statistics; it is frozen after.
     Writes out/ckpt.pt with the config and the autoencoder. Returns {"losses": [...], "step": final step}."""
     if not cfg.latent_channels:
         raise ValueError("--stage autoencoder trains a latent model's autoencoder: give --latent-channels (or --preset tiny-latent)")
-    device = cli.pick_device(cfg.device)
-    cli.check_writable(cfg.out)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    batches, pool = world_batches(cfg), data.WorldPool(cfg.train_seeds, rng)
+    device, _, _, _, rng, pool = setup(cfg, quiet)
+    clips = sources(cfg)[0] if clips is None else clips
     ae = sfvgen.FrameAutoencoder(cfg.latent_channels, cfg.ae_width).to(device)
     opt = torch.optim.Adam(ae.parameters(), lr=cfg.lr)
 
     def frames():  # one frame of each of a batch of clips, so the frames show different places: (batch, 3, H, W)
-        clips = batches(rng, pool.step(rng), n_ctx=cfg.chunk)[2]  # (batch, K, H, W, 3) uint8
-        return to_model(clips[np.arange(len(clips)), rng.integers(0, cfg.chunk, len(clips))][:, None], device)[:, 0]
+        batch = clips(rng, pool.step(rng), n_ctx=cfg.chunk)[2]  # (batch, K, H, W, 3) uint8
+        return to_model(batch[np.arange(len(batch)), rng.integers(0, cfg.chunk, len(batch))][:, None], device)[:, 0]
 
     losses, t_start, cpu_start = [], time.time(), time.process_time()
     for step in tqdm(range(cfg.max_steps), desc=f"frame autoencoder ({device})", disable=quiet):
@@ -172,20 +237,16 @@ def train_autoencoder(cfg, quiet=False):
 
 def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_window):
     """Slow learning (or, with cfg.loop, the slow-fast learning loop). Returns {"losses": [...], "step": final step}.
-    The lab's seams: batches(rng, seeds, n_ctx=None) -> (context, tokens, target) numpy clips, default
-    `world_batches(cfg)`; network(cfg) builds the network to train (default VideoUNet); window: the loop's fast rule.
+    The lab's seams: batches(rng, seeds, n_ctx=None) -> (context, tokens, target) numpy clips (default: `sources`);
+    network(cfg) builds the network to train (default VideoUNet); window: the loop's fast rule.
     cfg.stage == "autoencoder" trains a latent model's frame autoencoder instead (train_autoencoder)."""
+    clips, val_clips, episodes = sources(cfg)  # your folder is checked here, before any work
+    if batches is not None:  # the lab's clips; validation draws them from the validation worlds
+        clips, val_clips = batches, lambda rng, n_ctx: batches(rng, cfg.val_seeds, n_ctx)
     if cfg.stage == "autoencoder":
-        return train_autoencoder(cfg, quiet)
-    device, rank, world, rows = start_processes(cfg, cli.pick_device(cfg.device))
+        return train_autoencoder(cfg, quiet, clips)
+    device, rank, world, rows, rng, pool = setup(cfg, quiet)
     ddp, master = rows is not None, rank == 0  # the master is the one process that writes checkpoints, samples and logs
-    torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere and later GPUs
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    # the same seed on every rank (unlike nanoGPT): same initial weights, same data and noise draws
-    seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)  # the data stream
-    batches = world_batches(cfg) if batches is None else batches
     ckpt_path = os.path.join(cfg.out, "ckpt.pt")
 
     model = network(cfg).to(device)  # built after seeding: the same seed gives the same initial weights
@@ -205,12 +266,14 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
     slow, ema_slow = sfvgen.slow_parameters(model), sfvgen.slow_parameters(ema)  # Phi (a latent model's autoencoder stays frozen)
     opt = torch.optim.AdamW(slow, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused, foreach=None if fused else True)
     step = 0
-    pool = data.WorldPool(cfg.train_seeds, rng)
     if cfg.resume:
         ckpt = sfvgen.load_checkpoint(ckpt_path, require=("config", "model", "ema", "optimizer", "step", "rng"))
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["optimizer"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            opt.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f"{ckpt_path}: cannot resume from it ({str(e).splitlines()[0][:200]})") from None
         step = ckpt["step"]
         set_rng_state(rng, ckpt["rng"], device)
         pool.seeds = list(ckpt["pool"])
@@ -221,8 +284,7 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
     diffusion = Diffusion(cfg, device)
     net = torch.compile(model) if cfg.compile and device.type == "cuda" else model
     if ddp:  # forward/backward through DDP (it averages gradients over ranks); EMA and checkpoints use `model`
-        # find_unused_parameters: levels without temporal attention keep an unused frame_pos (its grad stays None)
-        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
     use_bf16 = cfg.bf16 and device.type == "cuda"
 
     def checkpoint():
@@ -232,9 +294,7 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:  # a half-precision EMA snapshot (training curves)
                 export(ckpt_path, os.path.join(cfg.out, f"snap_{step:06d}.pt"), quiet=True)
 
-    stop_asked = []
-    if ddp:  # torchrun passes Ctrl-C on as SIGINT to every rank; they finish the step and stop together
-        signal.signal(signal.SIGINT, lambda signum, frame: stop_asked.append(signum))
+    stop = Stop()
     losses, t_start, cpu_start = [], time.time(), time.process_time()
     bar = tqdm(total=cfg.max_steps, initial=step, disable=quiet or not master,
                desc=f"{'slow-fast loop' if cfg.loop else 'slow learning'} ({n_params / 1e6:.2f}M params, "
@@ -245,11 +305,10 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
                 group["lr"] = lr_at(cfg, step)
             opt.zero_grad(set_to_none=True)
             if cfg.loop:  # the slow-fast learning loop: inner loop over episodes (fast), then the slow gradient
-                episodes = sfvgen.sample_loop_episodes(cfg, rng, pool.step(rng))
-                loss, _ = sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes, window=window)  # fills Phi's .grad
-                batch_loss = torch.tensor(loss)
+                loss, _ = sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes(rng, pool.step(rng)), window=window)
+                batch_loss = torch.tensor(loss)  # Phi's .grad holds the slow loss's gradient
             else:  # slow learning: the masked conditional loss on a batch of (context, action, target) clips
-                ctx, tok, tgt = batch_to(device, batches(rng, pool.step(rng)), model.autoencoder)
+                ctx, tok, tgt = batch_to(device, clips(rng, pool.step(rng)), model.autoencoder)
                 draws = diffusion.draw(tgt, cfg.p_uncond)  # t, eps, dropped actions for the whole (global) batch
                 if ddp:  # every rank drew the whole global batch and its noise (cheap) and keeps its rows
                     ctx, tok, tgt = ctx[rows], tok[rows], tgt[rows]
@@ -282,34 +341,35 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
                                           cpu_minutes=round((time.process_time() - cpu_start) / 60, 2))))
             if step % cfg.eval_every == 0 and not quiet:
                 if master:  # on the EMA weights, which are the same on every rank
-                    val = validation_loss(ema, diffusion, cfg, device, batches)
+                    scores = validation(ema, diffusion, cfg, device, val_clips)
                     sample_gif(ema, diffusion, cfg, os.path.join(cfg.out, f"sample_{step:06d}.gif"))
-                    bar.write(json.dumps(dict(step=step, val_loss=round(val, 5))))
+                    bar.write(json.dumps(dict(step=step, **scores)))
                 if ddp:
                     dist.barrier()  # the other ranks wait for rank 0 here
             out_of_time = cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes
+            stop_now = stop.asked is not None
             if ddp:  # the ranks must agree to stop at the same step, or the others would wait for it forever
-                flags = torch.tensor([float(out_of_time), float(len(stop_asked) > 0)], device=device)
+                flags = torch.tensor([float(out_of_time), float(stop_now)], device=device)
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-                out_of_time = bool(flags[0])
-                if flags[1]:
-                    raise KeyboardInterrupt
-            if step % cfg.ckpt_every == 0 or step == cfg.max_steps or out_of_time or \
+                out_of_time, stop_now = bool(flags[0]), bool(flags[1])
+            if step % cfg.ckpt_every == 0 or step == cfg.max_steps or out_of_time or stop_now or \
                     (cfg.snapshot_every and step % cfg.snapshot_every == 0):
                 checkpoint()
+            if stop_now:
+                if master:
+                    name = signal.Signals(stop.asked).name if stop.asked else "a signal on another rank"
+                    print(f"\nstopped by {name} at step {step}: checkpoint saved to {ckpt_path}; continue with the same "
+                          f"flags and --resume")
+                if ddp:
+                    dist.destroy_process_group()
+                sys.exit(130 if stop.asked in (None, signal.SIGINT) else 128 + stop.asked)
             if out_of_time:
                 if master:
                     bar.write(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
                 break
-    except KeyboardInterrupt:
-        checkpoint()
-        if master:
-            print(f"\ninterrupted at step {step}: checkpoint saved to {ckpt_path}; continue with the same flags and --resume")
-        if ddp:
-            dist.destroy_process_group()
-        sys.exit(130)
     finally:
         bar.close()
+        stop.restore()
     if ddp:
         dist.destroy_process_group()
     return dict(losses=losses, step=step)
@@ -345,5 +405,8 @@ if __name__ == "__main__":
         parser.error(str(e))
     try:
         main(cfg)
-    except ValueError as e:  # a bad checkpoint or --init file: one line that names it
+    except ValueError as e:  # a bad checkpoint, --init file or video folder: one line that names it
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now
+        print(f"\nstopped at once; the last checkpoint in {cfg.out} stays (--resume continues from it)", file=sys.stderr)
+        sys.exit(130)

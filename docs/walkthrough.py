@@ -172,8 +172,7 @@ save("5_memory.png", strip([off, on, truth]))
 other = data.render_episode(world + 1, actions, cfg.world())[0]
 sfvgen.generate_long(fast, diffusion, cfg, other[0], actions, fast_learning=True, seed=0)
 wrong_lora = sfvgen.lora_state(fast)  # the other world's memory
-start = dict(history=[sfvgen.to_model(truth[None, :1])], chunk=0, gen=torch.Generator().manual_seed(0).get_state(),
-             fast_gen=sfvgen.fast_generator(0).get_state(), lora=wrong_lora, opt={})
+start = sfvgen.Memory.start(truth[0], seed=0, lora=wrong_lora)  # this world's start frame, the other world's LoRA
 wrong = sfvgen.generate_long(fast, diffusion, cfg, None, actions, fast_learning=False, memory=start)["frames"]
 wrong = np.concatenate([truth[:1], wrong])  # a continuation returns only the new frames
 print(f"return-leg PSNR with the wrong memory: {metrics.psnr(wrong[back], truth[back]):.2f} dB")

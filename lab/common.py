@@ -1,5 +1,5 @@
 """What the lab's entry points share: the parser, building the model from a checkpoint, a timed generation,
-row selection (--arms) and a video continued from a given start.
+row selection (--arms) and the start frame of a video continued from sfvgen.Memory.start.
 
 Every entry point takes the generation settings of the core (cli.GENERATION_FIELDS: --fast-steps 8,
 --lora-targets all, --seed 3, ...) on top of the checkpoint's config, plus its own flags; --out is the folder
@@ -13,7 +13,6 @@ import torch
 
 import cli
 import data
-import generate
 import sfvgen
 
 from . import rules
@@ -50,7 +49,7 @@ def main(command, argv, p):
         if getattr(args, "fast_reverse", False) and getattr(args, "fast_rule", "local") == "original":
             raise ValueError("--fast-reverse plays a window without context backwards: use --fast-rule local or global")
         cli.check_writable(args.out_dir)
-        model, cfg, diffusion = generate.build(args)
+        model, cfg, diffusion = cli.build(args)
         return command(args, model, cfg, diffusion)
     except ValueError as e:
         sys.exit(f"error: {e}")
@@ -64,19 +63,9 @@ def timed(model, diffusion, cfg, first, actions, fast, seed, memory=None, window
     return res
 
 
-def start_memory(first_frame, seed, device, lora=None, autoencoder=None):
-    """A memory (sfvgen.generate_long's `memory=`) that starts a video at first_frame (H, W, 3) uint8, the noise
-    generators fresh as a call with `seed` starts them, holding `lora` (None: a fresh LoRA). With
-    fast_learning=False the LoRA stays frozen: a video from the start with fixed fast weights (a control).
-    The frames generate_long returns from it do not include the start frame (start_frame gives it)."""
-    x = sfvgen.to_model(first_frame[None, None], device, autoencoder)  # (1, 1, 3, H, W), or a latent model's latents
-    return dict(history=[x.cpu()], chunk=0, gen=torch.Generator().manual_seed(seed).get_state(),
-                fast_gen=sfvgen.fast_generator(seed).get_state(), lora=lora or {}, opt={})
-
-
 def start_frame(memory, autoencoder=None):
-    """The start frame of a start_memory as generate_long would return it: (1, H, W, 3) uint8."""
-    return sfvgen.to_frames(memory["history"][0], autoencoder)[0]
+    """The start frame of a sfvgen.Memory.start as generate_long would return it: (1, H, W, 3) uint8."""
+    return sfvgen.to_frames(memory.history[0], autoencoder)[0]
 
 
 def keep_rows(arms, flag, always=None):

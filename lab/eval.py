@@ -23,9 +23,9 @@ import torch
 from tqdm import tqdm
 
 import data
-import generate
 import metrics
 import sfvgen
+import video
 
 from . import common, rules
 from .stats import bootstrap_ci
@@ -86,7 +86,7 @@ def episode(m, diffusion, c, episodes, k, n_ret, fast, control, rule, reverse, o
         other = episodes[(k + 1) % len(episodes)]
         wrong = common.timed(m, diffusion, c, data.render_episode(other[0], other[1], c.world())[0][0], other[1], True, c.seed,
                              window=fresh_window(rule, reverse, c.seed))
-        start = common.start_memory(truth[0], c.seed, dev, lora=wrong["memory"]["lora"], autoencoder=m.autoencoder)
+        start = sfvgen.Memory.start(truth[0], c.seed, dev, m.autoencoder, lora=wrong["memory"].lora)
         res = common.timed(m, diffusion, c, None, actions, False, c.seed, memory=start)
         return dict(res, frames=np.concatenate([common.start_frame(start, m.autoencoder), res["frames"]]))
     if control in ("turn", "turn-wrong"):
@@ -98,7 +98,7 @@ def episode(m, diffusion, c, episodes, k, n_ret, fast, control, rule, reverse, o
         lora = own if control == "turn" else outward_leg(m, diffusion, c, episodes, (k + 1) % len(episodes), n_ret, rule, reverse,
                                                          outward_memory)
         back = common.timed(m, diffusion, c, None, actions[-n_ret:], False, c.seed,
-                            memory={**own["memory"], "lora": lora["memory"]["lora"]})
+                            memory=replace(own["memory"], lora=lora["memory"].lora))
         return dict(frames=np.concatenate([own["frames"], back["frames"]]),
                     seconds_per_frame=(own["seconds_per_frame"] + back["seconds_per_frame"]) / 2)
     return common.timed(m, diffusion, c, truth[0], actions, fast, c.seed, window=fresh_window(rule, reverse, c.seed))
@@ -124,7 +124,7 @@ def evaluate(args, model, cfg, diffusion):
             seed, actions = episodes[k]
             truth, positions = data.render_episode(seed, actions, c.world())
             res = episode(m, diffusion, c, episodes, k, n_ret, fast, control, rule, reverse, outward_memory)
-            scores.append(generate.score(res["frames"], truth, positions, c, n_ret))
+            scores.append(metrics.score(res["frames"], truth, positions, c.chunk, n_ret))
             if k == 0:
                 first_videos[name], first_truth, first_positions = res["frames"], truth, positions
             secs.append(res["seconds_per_frame"])
@@ -139,12 +139,13 @@ def evaluate(args, model, cfg, diffusion):
                    return_psnr_per_world=[s["return_psnr"] for s in scores],
                    src_psnr_per_world=[s["src_psnr"] for s in scores])  # to pool runs of other seeds
         rows.append(row)
-        generate.write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))  # kept if stopped
+        video.write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))  # kept if stopped
     print_table(rows, args.worlds)
     if "TEMP-LoRA" in first_videos:  # the first world: without memory | with memory | ground truth
-        video = os.path.join(args.out_dir, f"eval_{args.trajectory}.gif")
-        generate.write_video(video, generate.panels(first_videos[BASE], first_videos["TEMP-LoRA"], first_truth, truth=first_truth,
-                                                    revisit=generate.revisits(first_positions, 2 * cfg.chunk)))
+        gif = os.path.join(args.out_dir, f"eval_{args.trajectory}.gif")
+        video.write_video(gif, video.panels(first_videos[BASE], first_videos["TEMP-LoRA"], first_truth, truth=first_truth,
+                                            revisit=metrics.revisit_mask(first_positions, 2 * cfg.chunk),
+                                            labels=["without memory", "TEMP-LoRA", "ground truth"]))
     print(f"wrote {path} (after every row)")
     return rows
 
@@ -179,14 +180,14 @@ def evaluate_slow(args, model, cfg, diffusion):
         actions = data.make_actions("out-and-back", rng, n=4)
         truth, positions = data.render_episode(cfg.test_seeds[0] + i, actions, cfg.world())
         res = common.timed(model, diffusion, cfg, truth[0], actions, False, cfg.seed)
-        chunk_psnr.append(generate.score(res["frames"], truth, positions, cfg, 4)["chunk_psnr"])
+        chunk_psnr.append(metrics.score(res["frames"], truth, positions, cfg.chunk, 4)["chunk_psnr"])
     out = dict(model_psnr=float(np.mean(model_psnr)), repeat_last_psnr=float(np.mean(base_psnr)),
                gain=float(np.mean(model_psnr) - np.mean(base_psnr)),
                rollout_chunk_psnr=np.mean(chunk_psnr, 0).round(2).tolist() if chunk_psnr else [])
     print(f"single chunk: model {out['model_psnr']:.2f} dB, repeat-last {out['repeat_last_psnr']:.2f} dB, gain {out['gain']:+.2f} dB "
           f"({args.slow} held-out moving chunks)\nrollout PSNR per chunk: {out['rollout_chunk_psnr']}")
     os.makedirs(args.out_dir, exist_ok=True)
-    generate.write_json(os.path.join(args.out_dir, "eval_slow.json"), dict(checkpoint=args.ckpt, **out))
+    video.write_json(os.path.join(args.out_dir, "eval_slow.json"), dict(checkpoint=args.ckpt, **out))
     return out
 
 

@@ -41,9 +41,9 @@ import torch
 from tqdm import tqdm
 
 import data
-import generate
 import metrics
 import sfvgen
+import video
 
 from . import common
 from .plan import load_idm
@@ -216,7 +216,7 @@ def rollout(model, diffusion, cfg, arm, actions, positions, state, truth=None):
             model.eval()
         secs.append(time.time() - t0)
     out = dict(x=x, gen=gen.get_state(), fast_gen=fast_gen.get_state(), rng=rng.bit_generator.state,
-               lora=sfvgen.lora_state(model) if fast else None, opt=opt.state_dict() if fast else None)
+               lora=sfvgen.lora_state(model) if fast else None, opt=copy.deepcopy(opt.state_dict()) if fast else None)
     return out, secs
 
 
@@ -443,6 +443,19 @@ def matrix_table(model, diffusion, cfg, n_worlds, trajectory, out_chunks, out_di
 
 
 # ----------------------------------------------------------------------------- what a dB means here
+def edited_world(world, drop=None, swap=None):
+    """A copy of `world` with shape `drop` left out, or shape swap[0] drawn in shape swap[1]'s colour."""
+    shapes = list(world.shapes)  # (centre y, centre x, radius, rows, columns, colour) in drawing order
+    if swap is not None:
+        k, j = swap
+        shapes[k] = shapes[k][:-1] + shapes[j][-1:]
+    if drop is not None:
+        del shapes[drop]
+    edited = copy.copy(world)
+    edited.paint(shapes)
+    return edited
+
+
 def calibration(spec, seeds):
     """PSNR and SSIM of a ground-truth view against the same view with one small change, over worlds:
     the camera one pixel off, one shape in another shape's colour, one shape missing. The shape sits a quarter
@@ -451,11 +464,11 @@ def calibration(spec, seeds):
     for seed in seeds:
         world = data.World(seed, spec)
         k = seed % len(world.shapes)
-        cy, cx, _ = world.shapes[k]
+        cy, cx = world.shapes[k][:2]
         y, x = cy - spec.size // 4, cx - spec.size // 4
         view = world.view(y, x)
-        edits = [world.view(y, x + 1), data.World(seed, spec, edit=("swap", k, (k + 1) % len(world.shapes))).view(y, x),
-                 data.World(seed, spec, edit=("drop", k)).view(y, x)]
+        edits = [world.view(y, x + 1), edited_world(world, swap=(k, (k + 1) % len(world.shapes))).view(y, x),
+                 edited_world(world, drop=k).view(y, x)]
         for name, other in zip(rows, edits):
             rows[name].append((metrics.psnr(view, other), metrics.ssim(view, other)))
     return {name: dict(psnr=float(np.mean([v[0] for v in vals])), ssim=float(np.mean([v[1] for v in vals])))
@@ -557,7 +570,7 @@ def memory_matrix(args, model, cfg, diffusion):
         print(f"{'arm':<24} | history (chunks) | seconds per chunk | peak MB")
         for c in cost:
             print(f"{c['arm']:<24} | {c['chunks']:>16} | {c['seconds']:>17.2f} | {c['peak_mb']:7.0f}")
-        generate.write_json(os.path.join(args.out_dir, "memory_cost.json"), cost)
+        video.write_json(os.path.join(args.out_dir, "memory_cost.json"), cost)
     return table, curves
 
 
@@ -568,12 +581,12 @@ def memory_matrix_table(args, model, cfg, diffusion, arms):
     print("what a dB means here (20 worlds, ground truth against one change):")
     for name, c in calib.items():
         print(f"  {name:<22} PSNR {c['psnr']:5.2f} dB  SSIM {c['ssim']:.3f}")
-    generate.write_json(os.path.join(args.out_dir, "calibration.json"), calib)
+    video.write_json(os.path.join(args.out_dir, "calibration.json"), calib)
     losses = context_losses(model, diffusion, cfg)
     print("masked loss on 30 held-out return chunks, by context: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     idm = load_idm(args.idm, cfg, dev)
     return matrix_table(model, diffusion, cfg, args.worlds, args.trajectory, args.out_chunks, args.out_dir, idm=idm, arms=arms,
-               controls=not args.no_controls, write_json=generate.write_json, checkpoint=args.ckpt)
+               controls=not args.no_controls, write_json=video.write_json, checkpoint=args.ckpt)
 
 
 def main(argv=None):

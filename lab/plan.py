@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data
-import generate
 import metrics
 import sfvgen
+import video
 
 from . import common, rules
 
@@ -216,7 +216,7 @@ def plan(args, model, cfg, diffusion):
     print_table(rows, acc, args.worlds, args.out_chunks, cfg.world())
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "plan.json")
-    generate.write_json(path, dict(checkpoint=args.ckpt, loop_checkpoint=args.loop_ckpt, idm_accuracy=acc, worlds=worlds, rows=rows))
+    video.write_json(path, dict(checkpoint=args.ckpt, loop_checkpoint=args.loop_ckpt, idm_accuracy=acc, worlds=worlds, rows=rows))
     print(f"wrote {path}")
     return dict(idm_accuracy=acc, rows=rows)
 

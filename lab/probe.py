@@ -22,9 +22,9 @@ import torch
 from tqdm import tqdm
 
 import data
-import generate
 import metrics
 import sfvgen
+import video
 
 from . import common, rules
 from .stats import bootstrap_ci
@@ -126,8 +126,7 @@ def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out
         loras.append(learn_chunks(m, diffusion, cfg, X, tokens, cfg.seed, retrace=retrace, actions=a[:n], rule=rule, reverse=reverse))
     names = ("fresh LoRA (no memory)", "LoRA of this world's outward leg", "LoRA of another world's outward leg")
     rows, chunks = {name: [] for name in names}, {name: [] for name in names}  # return-leg PSNR; PSNR per return chunk
-    state = dict(gen=torch.Generator().manual_seed(cfg.seed).get_state(), fast_gen=sfvgen.fast_generator(cfg.seed).get_state(),
-                 opt={})
+    gens = dict(gen=torch.Generator().manual_seed(cfg.seed).get_state(), fast_gen=sfvgen.fast_generator(cfg.seed).get_state())
     for k, ((seed, actions), truth) in enumerate(tqdm(list(zip(eps, truths)), desc="return legs", leave=False)):
         for name, lora in zip(names, [{}, loras[k], loras[(k + 1) % len(loras)]]):  # {}: a fresh LoRA
             # free: the whole return leg from the true turning point (context = the true chunk n), on its own frames;
@@ -137,7 +136,7 @@ def memory_probe(model, diffusion, cfg, n_worlds, trajectory="out-and-back", out
             for c, acts in legs:
                 # the LoRA frozen: generate_long loads the memory's LoRA and, without fast learning, keeps it
                 before = sfvgen.to_model(truth[None, 1 + (c - 1) * K:1 + c * K], dev, m.autoencoder)  # the true chunk c - 1
-                start = dict(history=[before], chunk=c, lora=lora, **state)
+                start = sfvgen.Memory(history=[before], chunk=c, actions=list(actions[:c]), lora=lora, **gens)
                 frames.append(sfvgen.generate_long(m, diffusion, cfg, truth[0], acts, fast_learning=False, seed=cfg.seed,
                                                    memory=start)["frames"])
             frames = np.concatenate(frames)  # (n K, H, W, 3): the return leg
@@ -251,11 +250,11 @@ def probe(args, model, cfg, diffusion):
     if args.recall:  # recall of a LoRA learned on the true outward leg
         out, worlds = memory_probe(model, diffusion, cfg, args.recall, args.trajectory, args.out_chunks, args.teacher_forced,
                                    args.retrace, args.fast_rule, args.fast_reverse)
-        generate.write_json(os.path.join(args.out_dir, "memory_probe.json"), dict(checkpoint=args.ckpt, worlds=worlds, rows=out))
+        video.write_json(os.path.join(args.out_dir, "memory_probe.json"), dict(checkpoint=args.ckpt, worlds=worlds, rows=out))
         return out
     if args.span:  # how each learned chunk's losses change as fast learning goes on
         res = memory_span(model, diffusion, cfg, args.span, args.out_chunks, args.retrace, args.fast_rule, args.fast_reverse)
-        generate.write_json(os.path.join(args.out_dir, "memory_span.json"), dict(checkpoint=args.ckpt, **res))
+        video.write_json(os.path.join(args.out_dir, "memory_span.json"), dict(checkpoint=args.ckpt, **res))
         return res["rows"]
     raise ValueError("give --recall N or --span N")
 

@@ -25,7 +25,7 @@ from .matrix import MemoryUNet, sample_memory_batch
 def memory_batches(cfg, network, mix):
     """train.main's batches: with probability `mix` a batch of the matrix's contexts (setting network().n_mem to
     its retrieved frames), else train.py's batch (n_mem 0). Validation batches (n_ctx given) are train.py's."""
-    plain = train.world_batches(cfg)
+    plain = train.sources(cfg)[0]
 
     def batches(rng, seeds, n_ctx=None):
         if n_ctx is None and rng.random() < mix:  # contexts of the memory matrix's arms

@@ -28,3 +28,11 @@ def cli(cfg):
         if v != "":
             out += ["--" + k.replace("_", "-"), str(v)]
     return out
+
+
+def loop_episodes(cfg, seed=0):
+    """One outer iteration's episodes of the slow-fast loop (train.sources), in the worlds 0..49."""
+    import numpy as np
+
+    import train
+    return train.sources(cfg)[2](np.random.default_rng(seed), range(0, 50))

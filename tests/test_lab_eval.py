@@ -22,7 +22,7 @@ def ckpt(tmp_path_factory):
     return str(out / "ckpt.pt")
 
 
-def test_a_start_memory_is_a_fresh_start_and_holds_its_lora_frozen():
+def test_memory_start_is_a_fresh_start_and_holds_its_lora_frozen():
     cfg = micro_cfg()
     torch.manual_seed(0)
     model = sfvgen.VideoUNet(cfg)
@@ -34,13 +34,13 @@ def test_a_start_memory_is_a_fresh_start_and_holds_its_lora_frozen():
     first = data.render_episode(0, [], cfg.world())[0][0]
     actions = ["go right", "go up"]
     plain = sfvgen.generate_long(model, diffusion, cfg, first, actions, fast_learning=False, seed=3)["frames"]
-    start = common.start_memory(first, 3, "cpu")
+    start = sfvgen.Memory.start(first, 3, "cpu")
     again = sfvgen.generate_long(model, diffusion, cfg, None, actions, fast_learning=False, seed=3, memory=start)["frames"]
     assert np.array_equal(np.concatenate([common.start_frame(start), again]), plain)  # the same video, bit for bit
     learned = sfvgen.generate_long(model, diffusion, micro_cfg(fast_lr=1e-2), first, actions, fast_learning=True, seed=5)
-    lora = learned["memory"]["lora"]
+    lora = learned["memory"].lora
     held = sfvgen.generate_long(model, diffusion, cfg, None, actions, fast_learning=False, seed=3,
-                                memory=common.start_memory(first, 3, "cpu", lora=lora))
+                                memory=sfvgen.Memory.start(first, 3, "cpu", lora=lora))
     assert not np.array_equal(held["frames"], again) and held["fast_losses"] == []
     assert all(torch.equal(sfvgen.lora_state(model)[k], v) for k, v in lora.items())  # frozen: as it was loaded
 

@@ -3,7 +3,7 @@ Algorithm 1a and 1b through their `window=` seam."""
 import numpy as np
 import pytest
 import torch
-from conftest import micro_cfg
+from conftest import loop_episodes, micro_cfg
 
 import sfvgen
 from lab import rules
@@ -93,7 +93,7 @@ def test_reversed_snapshots_of_the_loop_equal_the_lora_after_i_reversed_updates(
     model = sfvgen.VideoUNet(cfg)
     sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=0)
     diffusion = sfvgen.Diffusion(cfg, "cpu")
-    episodes = sfvgen.sample_loop_episodes(cfg, np.random.default_rng(0), range(0, 50))
+    episodes = loop_episodes(cfg)
     _, Ds = sfvgen.slow_fast_iteration(model, diffusion, cfg, episodes, torch.Generator().manual_seed(0),
                                        window=rules.reversed_window())
     frames, actions = episodes[0]

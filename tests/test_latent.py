@@ -1,7 +1,7 @@
 """Latent models: a frozen per-frame autoencoder (the paper's VAE in miniature) and the UNet on its latents."""
 import numpy as np
 import torch
-from conftest import micro_cfg
+from conftest import loop_episodes, micro_cfg
 
 import data
 import metrics
@@ -63,7 +63,7 @@ def test_a_latent_checkpoint_generates_the_same_video_twice(tmp_path):
                                    fast_learning=True, seed=3) for _ in range(2)]
     assert videos[0]["frames"].shape == (1 + 2 * cfg.chunk, cfg.size, cfg.size, 3) and videos[0]["frames"].dtype == np.uint8
     assert np.array_equal(videos[0]["frames"], videos[1]["frames"])
-    assert videos[0]["memory"]["history"][-1].shape[2:] == (4, cfg.size // 4, cfg.size // 4)  # memory holds latents
+    assert videos[0]["memory"].history[-1].shape[2:] == (4, cfg.size // 4, cfg.size // 4)  # memory holds latents
     assert all(torch.equal(before[k], v) for k, v in model.autoencoder.state_dict().items())  # fast learning leaves it frozen
 
 
@@ -86,7 +86,7 @@ def test_the_loop_learns_on_latents_and_leaves_the_autoencoder_frozen():
     model = sfvgen.VideoUNet(cfg)
     sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=0)
     ae_before = {k: v.clone() for k, v in model.autoencoder.state_dict().items()}
-    episodes = sfvgen.sample_loop_episodes(cfg, np.random.default_rng(0), range(0, 50))
+    episodes = loop_episodes(cfg)
     loss, Ds = sfvgen.slow_fast_iteration(model, sfvgen.Diffusion(cfg), cfg, episodes, torch.Generator().manual_seed(0))
     assert np.isfinite(loss) and Ds[0][1].shape[2] == cfg.latent_channels  # X_{i+1} is latents: (1, K, C, h, w)
     assert all(p.grad is None for p in model.autoencoder.parameters())

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from conftest import micro_cfg
+from conftest import loop_episodes, micro_cfg
 
 import sfvgen
 
@@ -14,7 +14,7 @@ def setup(fast_steps=2, episodes=2):
     model = sfvgen.VideoUNet(cfg)
     sfvgen.add_lora(model, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, seed=0)
     diffusion = sfvgen.Diffusion(cfg, torch.device("cpu"))
-    episodes = sfvgen.sample_loop_episodes(cfg, np.random.default_rng(0), range(0, 50))
+    episodes = loop_episodes(cfg)
     return cfg, model, diffusion, episodes
 
 
@@ -26,7 +26,7 @@ def test_loop_episodes_take_the_configured_kinds_in_turn():
     spec = micro_cfg().world()
     for kinds, backs in (("go-back", [2, 2, 2]), ("out-and-back,go-back", [0, 2, 0])):
         cfg = micro_cfg(loop_kinds=kinds, loop_episodes=3, loop_out_chunks=2)
-        episodes = sfvgen.sample_loop_episodes(cfg, np.random.default_rng(0), range(0, 50))
+        episodes = loop_episodes(cfg)
         assert [actions.count("go back") for _, actions in episodes] == backs
         assert all(frames.shape[0] == 1 + len(actions) * spec.chunk for frames, actions in episodes)
 

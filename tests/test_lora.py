@@ -126,6 +126,28 @@ def test_saved_memory_continues_exactly_like_an_uninterrupted_generation():
     assert not np.array_equal(off["frames"], whole["frames"])  # later chunks are generated with the memory
 
 
+def test_a_memory_is_a_value_continued_twice_it_gives_the_same_video_twice(tmp_path):
+    """generate_long copies its memory on the way in and out: Adam's moments are not shared with a live optimizer,
+    so two continuations from one Memory (or from its file) learn the same fast weights and sample the same video."""
+    model, cfg, _ = model_and_inputs()
+    sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
+    diff = sfvgen.Diffusion(cfg)
+    first = data.render_episode(0, [], cfg.world())[0][0]
+    mem = sfvgen.generate_long(model, diff, cfg, first, ["go right", "go right"], fast_learning=True, seed=2)["memory"]
+    before = mem.copy()
+    runs = [sfvgen.generate_long(model, diff, cfg, None, ["go left", "go left"], fast_learning=True, seed=2, memory=mem)
+            for _ in range(2)]
+    mem.save(str(tmp_path / "memory.pt"))
+    runs.append(sfvgen.generate_long(model, diff, cfg, None, ["go left", "go left"], fast_learning=True, seed=2,
+                                     memory=sfvgen.Memory.load(str(tmp_path / "memory.pt"))))
+    for r in runs[1:]:
+        assert np.array_equal(r["frames"], runs[0]["frames"]) and r["fast_losses"] == runs[0]["fast_losses"]
+        assert all(torch.equal(v, runs[0]["memory"].lora[k]) for k, v in r["memory"].lora.items())
+    assert mem.opt["state"] and all(torch.equal(t, before.opt["state"][k][n])  # Adam's moments, untouched
+                                    for k, st in mem.opt["state"].items() for n, t in st.items())
+    assert runs[0]["memory"].chunk == 4 and runs[0]["memory"].actions == ["go right"] * 2 + ["go left"] * 2
+
+
 def test_a_lora_frozen_at_the_turn_continues_as_if_learning_had_stopped_there():
     """Continuing a video from its memory without fast learning keeps the saved LoRA, frozen: the same video as
     continuing with fast learning on and zero update steps (same fast weights, same noise)."""
@@ -139,7 +161,7 @@ def test_a_lora_frozen_at_the_turn_continues_as_if_learning_had_stopped_there():
     frozen = sfvgen.generate_long(model, diff, cfg, None, back, fast_learning=False, seed=4, memory=out["memory"])
     idle = replace(cfg, fast_steps=0)
     still = sfvgen.generate_long(model, diff, idle, None, back, fast_learning=True, seed=4, memory=out["memory"])
-    fresh = sfvgen.generate_long(model, diff, cfg, None, back, fast_learning=False, seed=4, memory={**out["memory"], "lora": {}})
+    fresh = sfvgen.generate_long(model, diff, cfg, None, back, fast_learning=False, seed=4, memory=replace(out["memory"], lora={}))
     assert np.array_equal(frozen["frames"], still["frames"])
     assert not np.array_equal(frozen["frames"], fresh["frames"])  # the frozen LoRA is really plugged in
 
@@ -173,7 +195,7 @@ def test_the_video_does_not_depend_on_what_the_caller_left_trainable():
     for trainable in (True, False, True):
         model.requires_grad_(trainable)
         out = sfvgen.generate_long(model, diff, cfg, first, ["go right", "go up", "go left"], fast_learning=True, seed=3)
-        videos.append((out["frames"], out["memory"]["history"][-1]))
+        videos.append((out["frames"], out["memory"].history[-1]))
     for frames, last in videos[1:]:
         assert np.array_equal(frames, videos[0][0]) and torch.equal(last, videos[0][1])  # to the last bit
 

@@ -205,9 +205,9 @@ def test_new_kinds_return_to_the_start_and_calibration_edits_one_shape():
         pos = data.trajectory(actions, (0, 0), spec)
         assert tuple(pos[-1]) == (0, 0) and matrix.first_revisit_chunk(pos, spec.chunk, len(actions)) < len(actions)
     world = data.World(7, spec)
-    for edit in (("drop", 2), ("swap", 2, 3)):
-        diff = np.argwhere((data.World(7, spec, edit=edit).canvas != world.canvas).any(-1))
-        cy, cx, r = world.shapes[2]
+    for edit in (dict(drop=2), dict(swap=(2, 3))):
+        diff = np.argwhere((matrix.edited_world(world, **edit).canvas != world.canvas).any(-1))
+        cy, cx, r = world.shapes[2][:3]
         d = np.minimum(np.abs(diff - [cy, cx]) % spec.canvas, spec.canvas - np.abs(diff - [cy, cx]) % spec.canvas)
         assert len(diff) and (d <= r).all()  # only shape 2's pixels changed
     calib = matrix.calibration(spec, range(200_000, 200_004))

@@ -31,7 +31,7 @@ CKPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 def served():
     model, cfg, _ = sfvgen.load_model(CKPT)
     cfg = replace(cfg, sample_steps=4)  # a faster sampler; the comparison below uses the same config
-    server = play.make_server(model, cfg, port=0, max_chunks=3, max_sessions=4, quiet=True)
+    server = play.make_server(model, cfg, port=0, max_chunks=4, max_sessions=4, quiet=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -85,7 +85,7 @@ def test_frames_are_generate_longs_and_memory_continues_exactly(served, tmp_path
     c = Client(server)
     state = c.json("/api/reset", {"seed": cfg.test_seeds[0] + 3, "fast_steps": 1})  # a setting: on both sides below
     cfg1 = replace(cfg, fast_steps=1)
-    actions = ["go right", "go right", "go left"]
+    actions = ["go right", "go right", "go left", "go left"]
     shown = {p: [unpng(state["current"][p])[None]] for p in play.PANELS}
     for k, a in enumerate(actions):
         out = c.json("/api/step", {"action": a})
@@ -103,22 +103,24 @@ def test_frames_are_generate_longs_and_memory_continues_exactly(served, tmp_path
     assert np.array_equal(shown["lora"], lora["frames"])
     assert not np.array_equal(shown["plain"], shown["lora"])  # the fast weights changed the video
     assert np.array_equal(shown["truth"], truth)
-    # the last chunk walks back over one pose first seen before its context chunk: frame 12 returns to frame 4
+    # the last chunk walks back over poses first seen more than a context window (2K = 8 frames) before: the revisits
+    # SRC scores (metrics.revisit_pairs), frames 13..16 back to 3..0
     row = out["row"]
-    assert row["revisit_frames"] == 1 and row["pairs"] == [[4, 12]]
-    assert row["consistency"]["lora"] == round(metrics.psnr(shown["lora"][12], shown["lora"][4]), 2)
-    assert row["psnr"]["plain"] == round(metrics.psnr(shown["plain"][9:], truth[9:]), 2)
-    # the episode limit (3 chunks here) is refused
-    assert "limit of 3 chunks" in refused(c.call("/api/step", {"action": "stay"}), 400)
+    pairs = [[i, j] for i, j in metrics.revisit_pairs(data.render_episode(cfg.test_seeds[0] + 3, actions, cfg.world())[1], 8)]
+    assert row["revisit_frames"] == 4 and row["pairs"] == pairs == [[3, 13], [2, 14], [1, 15], [0, 16]]
+    assert row["consistency"]["lora"] == round(np.mean([metrics.psnr(shown["lora"][j], shown["lora"][i]) for i, j in pairs]), 2)
+    assert row["psnr"]["plain"] == round(metrics.psnr(shown["plain"][13:], truth[13:]), 2)
+    # the episode limit (4 chunks here) is refused
+    assert "limit of 4 chunks" in refused(c.call("/api/step", {"action": "stay"}), 400)
     # the GIF: three 32x32 panels side by side, scaled by 4, a frame per frame of the episode
     status, gif = c.call("/api/gif")
-    assert status == 200 and iio.imread(gif, extension=".gif", index=None).shape[:3] == (13, 128, 4 * (3 * 32 + 4))
+    assert status == 200 and iio.imread(gif, extension=".gif", index=None).shape[:3] == (17, 128, 4 * (3 * 32 + 4))
     # the memory file is generate.py's --memory-in format; loaded, it continues the TEMP-LoRA panel exactly where the
     # saved episode went on, and the panel without fast learning from the same context with no fast weights
     path = tmp_path / "memory.pt"
     path.write_bytes(memory_file)
-    mem = sfvgen.load_checkpoint(str(path), require=play.MEMORY_KEYS)
-    assert mem["actions"] == actions[:2] and mem["chunk"] == 2
+    mem = sfvgen.Memory.load(str(path))
+    assert mem.actions == actions[:2] and mem.chunk == 2 and mem.world_seed == cfg.test_seeds[0] + 3
     other = Client(server)
     other.json("/api/reset", {"fast_steps": 1})
     status, payload = other.call("/api/memory", memory_file, "application/octet-stream")
@@ -128,12 +130,10 @@ def test_frames_are_generate_longs_and_memory_continues_exactly(served, tmp_path
     assert np.array_equal(unpng(state["current"]["lora"]), shown["lora"][8])
     out = other.json("/api/step", {"action": "go left"})
     cont = {p: np.stack([unpng(f) for f in out["frames"][p]]) for p in play.PANELS}
-    assert np.array_equal(cont["lora"], shown["lora"][9:])
-    assert np.array_equal(cont["truth"], truth[9:])
-    no_fast = {k: v for k, v in mem.items() if k != "actions"}
-    no_fast.update(lora={}, opt={})
+    assert np.array_equal(cont["lora"], shown["lora"][9:13])
+    assert np.array_equal(cont["truth"], truth[9:13])
     ref = sfvgen.generate_long(model, server.app.diffusion, cfg1, None, ["go left"], fast_learning=False, seed=cfg.seed,
-                               memory=no_fast)
+                               memory=replace(mem, lora={}, opt={}))
     assert np.array_equal(cont["plain"], ref["frames"])
 
 

@@ -1,5 +1,6 @@
 """Interruptions never lose work: SIGKILL then --resume reaches the same weights; Ctrl-C saves and says how
 to resume. Bad input is refused before any work starts."""
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,6 @@ import pytest
 import torch
 from conftest import cli, micro_cfg
 
-import sfvgen
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,18 +58,37 @@ def test_sigkill_then_resume_reaches_the_same_weights_bit_for_bit(tmp_path):
 
 
 @pytest.mark.heavy
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
-    cfg = micro_cfg(out=str(tmp_path), max_steps=100000, ckpt_every=1000, log_every=1)
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM)])
+def test_ctrl_c_and_sigterm_finish_the_step_save_and_resume_bit_for_bit(tmp_path, sig, code):
+    """Ctrl-C, or the SIGTERM a cluster scheduler sends before it kills a job, arrives while a step runs: the step
+    finishes, a checkpoint is written, and --resume reaches the weights, EMA and losses of an uninterrupted run."""
+    steps = 12
+    full = train.main(micro_cfg(out=str(tmp_path / "full"), max_steps=steps, ckpt_every=1000), quiet=True)
+    cfg = micro_cfg(out=str(tmp_path / "cut"), max_steps=steps, ckpt_every=1000, log_every=1)
     proc = start(cfg)
     for line in proc.stdout:  # one JSON log line per step: training is running
         if '"step": 3' in line:
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    assert "--resume" in out and "checkpoint saved" in out
-    step = sfvgen.load_checkpoint(str(tmp_path / "ckpt.pt"))["step"]
-    assert 0 < step < 1000  # saved at the interruption, not at a scheduled checkpoint
+    assert proc.returncode == code, out
+    assert "checkpoint saved" in out and "--resume" in out and "Traceback" not in out
+    saved = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=True)
+    assert 3 <= saved["step"] < steps  # saved at the interruption, not at a scheduled checkpoint
+    logged = [json.loads(x)["loss"] for x in out.splitlines() if x.startswith('{"step"')]
+    rest = train.main(micro_cfg(out=str(tmp_path / "cut"), max_steps=steps, ckpt_every=1000, resume=True), quiet=True)
+    assert logged[:saved["step"]] == pytest.approx(full["losses"][:saved["step"]], abs=5e-6)  # the log rounds
+    assert rest["losses"] == full["losses"][saved["step"]:]
+    a = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "ckpt.pt", weights_only=True)
+    for part in ("model", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+
+
+def test_a_run_that_never_leaves_its_warmup_is_warned_about(tmp_path, capsys):
+    train.main(micro_cfg(out=str(tmp_path), max_steps=3, warmup=5), quiet=False)
+    err = capsys.readouterr().err
+    assert "warning: --max-steps 3 is not past --warmup 5" in err
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -116,7 +135,7 @@ def test_bad_memory_files_are_refused_naming_the_file(tmp_path):
     generate.main(base + ["--out", str(tmp_path / "a"), "--memory-out", mem])
     good = open(mem, "rb").read()
     open(tmp_path / "trunc.pt", "wb").write(good[: len(good) // 3])
-    cases = [("trunc.pt", "not a readable"), ("m.pt", "not an sfvgen checkpoint")]
+    cases = [("trunc.pt", "not a readable"), ("m.pt", "not an sfvgen memory")]
     for name, msg in cases:  # a truncated memory; a model checkpoint given as a memory
         with pytest.raises(SystemExit, match=msg) as e:
             generate.main(base + ["--out", str(tmp_path / "b"), "--memory-in", str(tmp_path / name)])

@@ -10,6 +10,7 @@ from conftest import micro_cfg
 import data
 import sfvgen
 import train
+import video
 
 
 def test_resume_gives_the_same_losses_and_weights_as_an_uninterrupted_run(tmp_path):
@@ -83,14 +84,15 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
 
 
 def test_own_data_clips_are_cut_from_the_folder_and_train_py_data_trains_on_them(tmp_path):
-    folder = data.write_example_folder(str(tmp_path / "videos"), n_videos=2)
+    folder = video.write_example_folder(str(tmp_path / "videos"), n_videos=3)
     cfg = micro_cfg(data=folder, out=str(tmp_path / "run"), max_steps=2)
-    episodes = data.load_folder(folder, cfg.world())
-    ctx, tok, tgt = data.sample_folder_batch(np.random.default_rng(0), episodes, 8, cfg.world(), n_ctx=1)
+    episodes = video.load_folder(folder, cfg.world())
+    assert [e.split for e in episodes] == ["train", "train", "val"]  # the last fifth held out by default
+    ctx, tok, tgt = video.sample_folder_batch(np.random.default_rng(0), episodes, 8, cfg.world(), n_ctx=1)
     for c, a, g in zip(ctx, tok, tgt):  # every clip: consecutive frames of one video, with that chunk's action
         clip = np.concatenate([c, g])
-        hits = [(actions, i) for actions, frames in episodes for i in range(len(frames) - len(clip) + 1)
-                if np.array_equal(frames[i:i + len(clip)], clip)]
+        hits = [(e.actions, i) for e in episodes for i in range(len(e.frames) - len(clip) + 1)
+                if np.array_equal(e.frames[i:i + len(clip)], clip)]
         assert hits and any(data.tokenize(actions[(i + 1) // cfg.chunk]) == list(a) for actions, i in hits)
     out = train.main(cfg, quiet=True)
     assert out["step"] == 2 and sfvgen.load_checkpoint(str(tmp_path / "run" / "ckpt.pt"))["config"]["data"] == folder

@@ -13,7 +13,8 @@ def setup(sf, episodes=1, fast_lr=1e-2):
             if "lora" not in n and ("to_out" in n or "temporal_conv" in n or n.startswith("out")):
                 p.normal_(0, 0.05, generator=torch.Generator().manual_seed(7))
     d = sf.Diffusion(cfg)
-    eps = sf.sample_loop_episodes(cfg, np.random.default_rng(0), range(0, 50))
+    eps = sf.data.sample_episodes(np.random.default_rng(0), range(0, 50), cfg.loop_episodes, cfg.world(),
+                                  tuple(cfg.loop_kinds.split(",")), cfg.loop_out_chunks)
     return cfg, model, d, eps
 
 
