@@ -1,11 +1,11 @@
-"""The command line of train.py, generate.py and the lab: one --flag per field of sfvgen.Config, the checks that
-refuse a config before any work starts, and the device.
+"""The command line of train.py, generate.py and the lab: one --flag per field of sfvgen.Config, the checks
+that refuse a config before any work starts, and the device.
 
     p = cli.config_parser("what the script does")   # --lora-rank 16, --no-fast-learning, --mults 1,2,3
     cfg = cli.config_from_args(p.parse_args())       # the preset, then the flags given; validated
 
-Each field's --help text is its trailing comment in the Config source (sfvgen.py). A boolean field takes a bare
-`--loop` / `--no-loop` or an explicit `--loop on|off`.
+Each field's --help text is its trailing comment in the Config source (sfvgen.py). A boolean field takes a
+bare `--loop` / `--no-loop` or an explicit `--loop on|off`.
 """
 import argparse
 import inspect
@@ -20,26 +20,32 @@ import data
 import sfvgen
 
 # the fields a checkpoint's weights were trained with: generation and --init may not change them
-WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "context_attn_levels", "heads", "text_dim", "cond_last_frame", "warp_output",
-                 "size", "chunk", "timesteps", "prediction", "latent_channels", "ae_width")
+WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "heads", "text_dim",
+                 "cond_last_frame", "warp_output", "size", "chunk", "timesteps", "prediction",
+                 "latent_channels", "ae_width")
 
 
 # the fields that change a generation from a trained checkpoint (generate.py and the lab take only these)
-GENERATION_FIELDS = ("guidance", "sample_steps", "eta", "fast_learning", "lora_rank", "lora_alpha", "lora_targets",
-                     "fast_steps", "fast_lr", "speed", "canvas", "dynamics", "seed", "device", "threads")
+GENERATION_FIELDS = ("guidance", "sample_steps", "eta", "fast_learning", "lora_rank", "lora_alpha",
+                     "lora_targets", "fast_steps", "fast_lr", "speed", "canvas", "dynamics", "seed", "device",
+                     "threads")
 
 
 def check_weight_fields(path, stored, cfg):
-    """Refuse a config that differs from the checkpoint `path` (config `stored`) in a field its weights fix."""
-    differ = [f"--{f.replace('_', '-')} {getattr(stored, f)}" for f in WEIGHT_FIELDS if getattr(cfg, f) != getattr(stored, f)]
+    """Refuse a config that differs from checkpoint `path` (config `stored`) in a field its weights fix."""
+    differ = [f"--{f.replace('_', '-')} {getattr(stored, f)}" for f in WEIGHT_FIELDS
+              if getattr(cfg, f) != getattr(stored, f)]
     if differ:
-        raise ValueError(f"{path}: its weights were trained with {', '.join(differ)}; leave those flags out or give the same")
+        raise ValueError(f"{path}: its weights were trained with {', '.join(differ)}; leave those flags "
+                         f"out or give the same")
 
 
 def _field_help():
-    """Each field's trailing comment in the Config source is its --help text."""
+    """Each field's trailing comment in the Config source is its --help text (with the comment lines right
+    under it that continue it)."""
     src = inspect.getsource(sfvgen.Config)
-    return dict(re.findall(r"^\s+(\w+): [^#\n]+#\s*(.+)$", src, flags=re.M))
+    found = re.findall(r"^\s+(\w+): [^#\n]+#\s*(.+)$((?:\n\s+#\s*.+$)*)", src, flags=re.M)
+    return {name: " ".join([first] + re.findall(r"#\s*(.+)", more)) for name, first, more in found}
 
 
 def _parse_value(kind, default):
@@ -64,9 +70,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def config_parser(description, extra=None, only=None, script="this script", skip=()):
-    """An argparse parser with one --flag per Config field (defaults shown), or only the fields in `only` (the
-    others are refused with a one-line error naming `script`); fields in `skip` get no flag (the script uses the
-    name for its own); `extra(p)` adds the script's own flags."""
+    """An argparse parser with one --flag per Config field (defaults shown), or only the fields in `only`
+    (the others are refused with a one-line error naming `script`); fields in `skip` get no flag (the
+    script uses the name for its own); `extra(p)` adds the script's own flags."""
     p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     helps = {k: v.replace("%", "%%") for k, v in _field_help().items()}
     for f in fields(sfvgen.Config):
@@ -81,9 +87,12 @@ def config_parser(description, extra=None, only=None, script="this script", skip
         shown = ",".join(map(str, d)) if isinstance(d, tuple) else d
         kind = _parse_value(type(d).__name__, d)
         if isinstance(d, bool):  # --loop, --loop on|off, --no-loop
-            p.add_argument(flag, dest=f.name, default=None, nargs="?", const=True, metavar="on|off", type=kind,
-                           help=f"{helps.get(f.name, '')} (tiny: {'on' if d else 'off'}; --no-{flag[2:]} turns it off)")
-            p.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_const", const=False, help=argparse.SUPPRESS)
+            p.add_argument(flag, dest=f.name, default=None, nargs="?", const=True, metavar="on|off",
+                           type=kind,
+                           help=f"{helps.get(f.name, '')} (tiny: {'on' if d else 'off'}; "
+                                f"--no-{flag[2:]} turns it off)")
+            p.add_argument(f"--no-{flag[2:]}", dest=f.name, action="store_const", const=False,
+                           help=argparse.SUPPRESS)
         else:
             p.add_argument(flag, dest=f.name, default=None, metavar=type(d).__name__.upper(), type=kind,
                            help=f"{helps.get(f.name, '')} (tiny: {shown})")
@@ -101,7 +110,8 @@ def _refuse(message):
 
 def config_from_args(args, base=None):
     """Config from parsed flags: the preset (or `base`, e.g. a checkpoint's config), then the flags given."""
-    given = {f.name: getattr(args, f.name) for f in fields(sfvgen.Config) if getattr(args, f.name, None) is not None}
+    given = {f.name: getattr(args, f.name) for f in fields(sfvgen.Config)
+             if getattr(args, f.name, None) is not None}
     cfg = sfvgen.preset(given.get("preset", "tiny")) if base is None else base
     cfg = sfvgen.Config(**{**asdict(cfg), **given})
     validate(cfg)
@@ -112,36 +122,43 @@ def validate(cfg):
     """Refuse a config that cannot work, before any work starts, saying what is accepted."""
     checks = [
         (cfg.prediction in ("v", "eps", "x0"), f"--prediction {cfg.prediction!r}: use v, eps or x0"),
-        (not cfg.warp_output or cfg.prediction == "x0", "--warp-output carries frames forward: it needs --prediction x0"),
+        (not cfg.warp_output or cfg.prediction == "x0",
+         "--warp-output carries frames forward: it needs --prediction x0"),
         (all(k in data.KINDS for k in cfg.loop_kinds.split(",")),
          f"--loop-kinds {cfg.loop_kinds!r}: comma-separated kinds from {list(data.KINDS)}"),
         (all(k in data.KINDS for k in cfg.train_kinds.split(",")),
          f"--train-kinds {cfg.train_kinds!r}: comma-separated kinds from {list(data.KINDS)}"),
-        (cfg.lora_targets in sfvgen.LORA_TARGETS, f"--lora-targets {cfg.lora_targets!r}: use one of {list(sfvgen.LORA_TARGETS)}"),
+        (cfg.lora_targets in sfvgen.LORA_TARGETS,
+         f"--lora-targets {cfg.lora_targets!r}: use one of {list(sfvgen.LORA_TARGETS)}"),
         (not cfg.data or os.path.isfile(os.path.join(cfg.data, "annotations.jsonl")),
          f"--data {cfg.data!r}: expected a folder with videos and annotations.jsonl"),
         (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:"),
          f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
     ]
     for name in ("channels", "size", "canvas", "chunk", "batch", "max_steps", "timesteps", "sample_steps",
-                 "lora_rank", "heads", "text_dim", "log_every", "eval_every", "ckpt_every", "loop_episodes", "loop_out_chunks"):
-        checks.append((getattr(cfg, name) > 0, f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}"))
+                 "lora_rank", "heads", "text_dim", "log_every", "eval_every", "ckpt_every", "loop_episodes",
+                 "loop_out_chunks"):
+        value = getattr(cfg, name)
+        checks.append((value > 0, f"--{name.replace('_', '-')} must be positive, got {value}"))
     checks += [
         (cfg.speed >= 0 and cfg.fast_steps >= 0, "--speed and --fast-steps must be >= 0"),
-        (len(cfg.mults) > 0 and all(m > 0 for m in cfg.mults), f"--mults {cfg.mults}: positive integers, e.g. 1,2,3"),
+        (len(cfg.mults) > 0 and all(m > 0 for m in cfg.mults),
+         f"--mults {cfg.mults}: positive integers, e.g. 1,2,3"),
         (cfg.size % 2 ** (len(cfg.mults) - 1) == 0,
          f"--size {cfg.size} cannot be halved {len(cfg.mults) - 1} times evenly for --mults {cfg.mults}; "
          f"use a multiple of {2 ** (len(cfg.mults) - 1)}"),
         (cfg.canvas >= 2 * cfg.size, f"--canvas {cfg.canvas} must be at least twice --size {cfg.size}"),
-        (all(0 <= lv < len(cfg.mults) for lv in cfg.attn_levels + cfg.temporal_attn_levels + cfg.context_attn_levels),
+        (all(0 <= lv < len(cfg.mults) for lv in cfg.attn_levels + cfg.temporal_attn_levels),
          f"attention levels must lie in 0..{len(cfg.mults) - 1}"),
-        (all(cfg.channels * m % 8 == 0 for m in cfg.mults), "--channels times every mult must be divisible by 8 (GroupNorm)"),
+        (all(cfg.channels * m % 8 == 0 for m in cfg.mults),
+         "--channels times every mult must be divisible by 8 (GroupNorm)"),
         (cfg.sample_steps <= cfg.timesteps, "--sample-steps must not exceed --timesteps"),
         (cfg.stage in ("diffusion", "autoencoder"), f"--stage {cfg.stage!r}: use diffusion or autoencoder"),
-        (cfg.latent_channels >= 0 and cfg.ae_width > 0, "--latent-channels must be >= 0 and --ae-width positive"),
+        (cfg.latent_channels >= 0 and cfg.ae_width > 0,
+         "--latent-channels must be >= 0 and --ae-width positive"),
         (not cfg.latent_channels or cfg.size % (4 * 2 ** (len(cfg.mults) - 1)) == 0,
-         f"--size {cfg.size}: a latent model's UNet works at size / 4 and halves it {len(cfg.mults) - 1} times; "
-         f"use a multiple of {4 * 2 ** (len(cfg.mults) - 1)}"),
+         f"--size {cfg.size}: a latent model's UNet works at size / 4 and halves it {len(cfg.mults) - 1} "
+         f"times; use a multiple of {4 * 2 ** (len(cfg.mults) - 1)}"),
         (cfg.train_seeds[1] <= cfg.val_seeds[0] and cfg.val_seeds[1] <= cfg.test_seeds[0],
          "seed ranges must be ordered and disjoint: train < val < test"),
     ]
@@ -159,8 +176,8 @@ def pick_device(name):
 
 
 def build(args):
-    """The model of a checkpoint, for generation and the lab: config = the checkpoint's config + the flags given
-    (generation settings only: a field the weights fix is refused). Returns (model, cfg, diffusion)."""
+    """The model of a checkpoint, for generation and the lab: config = the checkpoint's config + the flags
+    given (generation settings only: a field the weights fix is refused). Returns (model, cfg, diffusion)."""
     device = pick_device(getattr(args, "device", None) or "auto")
     model, stored, _ = sfvgen.load_model(args.ckpt, device)
     cfg = config_from_args(args, base=stored)
@@ -171,7 +188,7 @@ def build(args):
 
 
 def check_writable(folder, need_bytes=0):
-    """Fail before any work when the output folder cannot be created or written, or the disk is nearly full."""
+    """Fail before any work when the output folder cannot be created or written, or the disk is full."""
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, ".write_test")
@@ -182,4 +199,5 @@ def check_writable(folder, need_bytes=0):
         raise SystemExit(f"error: cannot write to output folder {folder!r} ({e.strerror or e})") from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
-        raise SystemExit(f"error: only {free / 2**20:.0f} MiB free under {folder!r}; checkpoints need about {need_bytes / 2**20:.0f} MiB")
+        raise SystemExit(f"error: only {free / 2**20:.0f} MiB free under {folder!r}; checkpoints need about "
+                         f"{need_bytes / 2**20:.0f} MiB")

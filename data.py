@@ -28,7 +28,8 @@ VOCAB = ["<pad>", "<null>", "go", "left", "right", "up", "down", "stay", "back"]
 MAX_WORDS = 3  # L, the token length of one action text
 ACTIONS = ("go left", "go right", "go up", "go down", "stay", "go back")
 MOVES = {"go left": (0, -1), "go right": (0, 1), "go up": (-1, 0), "go down": (1, 0), "stay": (0, 0)}
-OPPOSITE = {"go left": "go right", "go right": "go left", "go up": "go down", "go down": "go up", "stay": "stay"}
+OPPOSITE = {"go left": "go right", "go right": "go left", "go up": "go down", "go down": "go up",
+            "stay": "stay"}
 NULL_ACTION = "<null>"  # the "no action" text: classifier-free guidance and fast learning use it
 
 
@@ -38,7 +39,8 @@ def tokenize(text):
     unknown = [w for w in words if w not in VOCAB]
     if unknown or not words or len(words) > MAX_WORDS:
         what = f"unknown word(s) {unknown}" if unknown else f"{len(words)} words (1..{MAX_WORDS} allowed)"
-        raise ValueError(f"action {text!r}: {what}; the vocabulary is {VOCAB[1:]}, actions are {list(ACTIONS)}")
+        raise ValueError(f"action {text!r}: {what}; the vocabulary is {VOCAB[1:]}, actions are "
+                         f"{list(ACTIONS)}")
     return [VOCAB.index(w) for w in words] + [0] * (MAX_WORDS - len(words))
 
 
@@ -94,18 +96,21 @@ class World:
         self.seed, self.spec = seed, spec
         rng = np.random.default_rng([seed, 7919])
         S = spec.canvas
-        # background: a 16x16 grid of muted colours, bilinearly upsampled with wrap-around (large-scale texture)
+        # background: a 16x16 grid of muted colours, bilinearly upsampled with wrap-around (large scale)
         g = 16
-        grid = _hsv_to_rgb(rng.random((g, g)), 0.3 + 0.3 * rng.random((g, g)), 0.25 + 0.35 * rng.random((g, g)))
+        hue, sat, val = rng.random((g, g)), 0.3 + 0.3 * rng.random((g, g)), 0.25 + 0.35 * rng.random((g, g))
+        grid = _hsv_to_rgb(hue, sat, val)
         u = (np.arange(S) + 0.5) * g / S - 0.5
         i0 = np.floor(u).astype(int)
         w = (u - i0)[:, None]
         rows = grid[i0 % g] * (1 - w[..., None]) + grid[(i0 + 1) % g] * w[..., None]  # (S, g, 3)
-        self.background = rows[:, i0 % g] * (1 - w.T[..., None]) + rows[:, (i0 + 1) % g] * w.T[..., None]  # (S, S, 3)
+        # (S, S, 3): each row bilinearly between two grid columns
+        self.background = rows[:, i0 % g] * (1 - w.T[..., None]) + rows[:, (i0 + 1) % g] * w.T[..., None]
         # shapes: bright, distinct hues (evenly spaced hues, shuffled), sizes 5-14 px, drawn on the torus
         hues = (np.arange(spec.n_shapes) / spec.n_shapes + rng.random()) % 1.0
         rng.shuffle(hues)
-        self.shapes = []  # (centre y, centre x, radius, pixel rows, pixel columns, rgb in [0, 1]) of each, in drawing order
+        # (centre y, centre x, radius, pixel rows, pixel columns, rgb in [0, 1]) of each, in drawing order
+        self.shapes = []
         for k in range(spec.n_shapes):
             r = int(rng.integers(3, 8))
             cy, cx = rng.integers(0, S, size=2)
@@ -138,7 +143,7 @@ class World:
         y, x = y % S, x % S
         frame = self._padded[y:y + V, x:x + V].copy()
         if self.spec.dynamics:
-            # a blinking light (on for 4 frames, off for 4) and a ball moving on the torus; both in world coordinates
+            # a blinking light (on for 4 frames, off for 4) and a ball moving on the torus (world coordinates)
             if (n // 4) % 2 == 0:
                 self._stamp(frame, y, x, self._light, 2, (255, 255, 255))
             p0, vel = self._ball
@@ -156,7 +161,7 @@ class World:
 
 
 def marker_mask(size):
-    """(size, size) bool: the agent marker's pixels, a 4x4 cross at the view centre (the same in every frame)."""
+    """(size, size) bool: the agent marker's pixels, a 4x4 cross at the view centre (in every frame)."""
     c, m = size // 2, np.zeros((size, size), bool)
     m[c - 2:c + 2, c - 1:c + 1] = m[c - 1:c + 1, c - 2:c + 2] = True
     return m
@@ -226,7 +231,7 @@ def trajectory(actions, start, spec=WorldSpec()):
 
 
 def torus_distance(a, b, spec=WorldSpec()):
-    """Euclidean distance in pixels between camera corners a (..., 2) and b (..., 2) on the toroidal canvas."""
+    """Euclidean distance in pixels between camera corners a (..., 2) and b (..., 2) on the torus."""
     d = np.abs(np.asarray(a) - np.asarray(b)) % spec.canvas
     return np.hypot(*np.moveaxis(np.minimum(d, spec.canvas - d), -1, 0))
 
@@ -245,7 +250,8 @@ def render_episode(world_seed, actions, spec=WorldSpec(), start=None, frame_ids=
 
 # ----------------------------------------------------------------------------- episodes of every kind
 KINDS = ("random", "out-and-back", "loop", "loop-twice", "go-back", "triangle", "L")
-REVISIT_KINDS = ("out-and-back", "go-back", "L", "loop-twice")  # the second half walks back over, or again along, the first
+# the second half walks back over, or again along, the first
+REVISIT_KINDS = ("out-and-back", "go-back", "L", "loop-twice")
 
 
 def make_actions(kind, rng, n=4):
@@ -263,7 +269,8 @@ def make_actions(kind, rng, n=4):
     """
     dirs = ["go left", "go right", "go up", "go down"]
     if kind == "random":
-        return [str(a) for a in rng.choice(dirs + ["stay", "go back"], size=2 * n, p=[.2, .2, .2, .2, .1, .1])]
+        p = [.2, .2, .2, .2, .1, .1]
+        return [str(a) for a in rng.choice(dirs + ["stay", "go back"], size=2 * n, p=p)]
     # the outward leg is a monotone staircase (each chunk goes one of two fixed directions), so it never
     # crosses itself: everything it shows is new, and the return revisits only the outward leg
     pair = [str(rng.choice(["go left", "go right"])), str(rng.choice(["go up", "go down"]))]
@@ -319,9 +326,10 @@ def sample_batch(rng, seeds, batch, spec=WorldSpec(), n_ctx=None, kinds=("random
 
 
 def sample_episodes(rng, seeds, n, spec=WorldSpec(), kinds=("out-and-back", "go-back"), out_chunks=4):
-    """n whole episodes for the slow-fast loop (Algorithm 1b), of `kinds` in turn, in worlds drawn from `seeds` (a list):
-    [(frames (1 + I K, H, W, 3) uint8, I actions)]. By default half out-and-back and half "go back" (our choice: the
-    kinds where memory pays, so the slow weights learn to retrace a path they can only know from the fast weights)."""
+    """n whole episodes for the slow-fast loop (Algorithm 1b), of `kinds` in turn, in worlds drawn from
+    `seeds` (a list): [(frames (1 + I K, H, W, 3) uint8, I actions)]. By default half out-and-back and half
+    "go back" (our choice: the kinds where memory pays, so the slow weights learn to retrace a path they
+    can only know from the fast weights)."""
     episodes = []
     for e in range(n):
         actions = make_actions(kinds[e % len(kinds)], rng, n=out_chunks)
@@ -332,14 +340,15 @@ def sample_episodes(rng, seeds, n, spec=WorldSpec(), kinds=("out-and-back", "go-
 
 # ----------------------------------------------------------------------------- what one chunk keeps in view
 def wrap_offset(d, spec=WorldSpec()):
-    """Camera corner differences (..., 2) on the torus -> the short way round, in (-canvas / 2, canvas / 2]."""
+    """Camera corner differences (..., 2) on the torus -> the short way round, in (-S / 2, S / 2]."""
     S = spec.canvas
     return (np.asarray(d) + S // 2 - 1) % S - S // 2 + 1
 
 
 def known_region(offset, spec=WorldSpec()):
-    """(H, W) bool: the pixels of a view whose place was already in the view `offset` = (dy, dx) pixels before it
-    (the last context frame), the agent marker left out of both. A static world shows them unchanged:
+    """(H, W) bool: the pixels of a view whose place was already in the view `offset` = (dy, dx) pixels
+    before it (the last context frame), the agent marker left out of both. A static world shows them as they
+    were:
         view_new[y, x] = view_last[y + dy, x + dx]   wherever 0 <= y + dy < H and 0 <= x + dx < W."""
     V, (dy, dx) = spec.size, (int(v) for v in offset)
     y, x = np.mgrid[:V, :V]
@@ -350,9 +359,9 @@ def known_region(offset, spec=WorldSpec()):
 
 
 def shift_oracle(last, offset, spec=WorldSpec()):
-    """The view `offset` pixels on from `last` (H, W, 3) uint8 by a model that keeps exactly what it has seen and
-    knows nothing new: the known region shifted, the incoming strip (and the spots the marker hid) a flat colour,
-    the last frame's mean; the marker where it always is."""
+    """The view `offset` pixels on from `last` (H, W, 3) uint8 by a model that keeps exactly what it has
+    seen and knows nothing new: the known region shifted, the incoming strip (and the spots the marker hid)
+    a flat colour, the last frame's mean; the marker where it always is."""
     V, (dy, dx) = spec.size, (int(v) for v in offset)
     out = np.empty_like(last)
     out[:] = last.reshape(-1, 3).mean(0).round().astype(np.uint8)
@@ -364,15 +373,17 @@ def shift_oracle(last, offset, spec=WorldSpec()):
 
 
 def chunk_items(seeds, n, spec=WorldSpec(), seed=0):
-    """n single-chunk test items on worlds of the [lo, hi) range `seeds`: the context is the previous chunk (K frames),
-    then one action that moves the camera and its K frames. Fixed by `seed`. Returns dict(context (n, K, H, W, 3),
-    tokens (n, L), target (n, K, H, W, 3), known (n, K, H, W) bool (known_region of each target frame from the last
-    context frame), oracle (n, K, H, W, 3) (shift_oracle))."""
+    """n single-chunk test items on worlds of the [lo, hi) range `seeds`: the context is the previous chunk
+    (K frames), then one action that moves the camera and its K frames. Fixed by `seed`. Returns
+    dict(context (n, K, H, W, 3), tokens (n, L), target (n, K, H, W, 3), known (n, K, H, W) bool
+    (known_region of each target frame from the last context frame), oracle (n, K, H, W, 3) (shift_oracle)).
+    """
     rng, K = np.random.default_rng([seed, 4242]), spec.chunk
     moves = [a for a in MOVES if a != "stay"]
     items = dict(context=[], tokens=[], target=[], known=[], oracle=[])
     for _ in range(n):
-        actions = [str(rng.choice(list(MOVES))), str(rng.choice(moves))]  # any chunk before, a move to predict
+        # any chunk before, a move to predict
+        actions = [str(rng.choice(list(MOVES))), str(rng.choice(moves))]
         start = tuple(int(v) for v in rng.integers(0, spec.canvas, 2))
         frames, positions = render_episode(int(rng.integers(*seeds)), actions, spec, start=start)
         offsets = wrap_offset(positions[K + 1:] - positions[K], spec)  # (K, 2) from the last context frame
@@ -414,7 +425,8 @@ def bench(spec=WorldSpec(), n_frames=20000):
     t0 = time.perf_counter()
     for s in range(100, 120):
         World(s, spec)
-    print(f"render: {fps:,.0f} frames/s at {spec.size}x{spec.size}; new world: {(time.perf_counter() - t0) / 20 * 1e3:.1f} ms")
+    new_world_ms = (time.perf_counter() - t0) / 20 * 1e3
+    print(f"render: {fps:,.0f} frames/s at {spec.size}x{spec.size}; new world: {new_world_ms:.1f} ms")
     return fps
 
 
@@ -422,7 +434,8 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description="The action world: preview episodes or time the renderer.")
     p.add_argument("--preview", metavar="GIF", help="write a GIF of two episodes of every trajectory kind")
     p.add_argument("--bench", action="store_true", help="measure rendering frames per second on one core")
-    p.add_argument("--example-folder", metavar="DIR", help="write a small own-data folder (videos + annotations.jsonl) for train.py --data")
+    p.add_argument("--example-folder", metavar="DIR",
+                   help="write a small own-data folder (videos + annotations.jsonl) for train.py --data")
     p.add_argument("--size", type=int, default=32, help="view size in pixels (default 32)")
     p.add_argument("--dynamics", action="store_true", help="add the bouncing ball and the blinking light")
     args = p.parse_args()
@@ -434,6 +447,7 @@ if __name__ == "__main__":
     if args.example_folder:
         import video
         video.write_example_folder(args.example_folder)
-        print(f"wrote {args.example_folder}: 4 videos and annotations.jsonl; train on it with python train.py --data {args.example_folder}")
+        print(f"wrote {args.example_folder}: videos and annotations.jsonl; train on it with "
+              f"python train.py --data {args.example_folder}")
     if not (args.preview or args.bench or args.example_folder):
         p.print_help()

@@ -50,20 +50,24 @@ def chunk_scores(generated, items):
     """Single-chunk prediction scored per item, then averaged over items (data.chunk_items gives `items`):
     generated (n, K, H, W, 3) uint8, the frames sampled after each item's context.
 
-      known_psnr         PSNR on the known region only: the part of each frame that was in view in the last
-                         context frame (the marker left out); a model that keeps what it has seen is exact there
-      psnr               PSNR of whole frames
-      repeat_last_psnr   the last context frame repeated K times (a model that never moves the view)
-      flat_psnr          a flat frame of the last context frame's mean colour (knows colours, keeps nothing)
-      oracle_psnr        the shift oracle: known region exact, the incoming strip flat (keeps all, guesses nothing)
-      gain               psnr - repeat_last_psnr (the headline of earlier versions)"""
+      known_psnr        PSNR on the known region only: the part of each frame that was in view in the
+                        last context frame (the marker left out), where a model that keeps what it has
+                        seen is exact
+      psnr              PSNR of whole frames
+      repeat_last_psnr  the last context frame repeated K times (a model that never moves the view)
+      flat_psnr         a flat frame of the last context frame's mean colour (knows colours, keeps nothing)
+      oracle_psnr       the shift oracle: the known region exact, the incoming strip flat (keeps all, guesses
+                        nothing)
+      gain              psnr - repeat_last_psnr (the headline of earlier versions)"""
     ctx, tgt = items["context"], items["target"]
     last = np.repeat(ctx[:, -1:], tgt.shape[1], axis=1)  # (n, K, H, W, 3)
     flat = np.broadcast_to(ctx[:, -1:].mean(axis=(2, 3), keepdims=True).round().astype(np.uint8), tgt.shape)
     mean = lambda f: float(np.mean([f(i) for i in range(len(tgt))]))  # noqa: E731
     out = dict(known_psnr=mean(lambda i: psnr_masked(generated[i], tgt[i], items["known"][i])),
-               psnr=mean(lambda i: psnr(generated[i], tgt[i])), repeat_last_psnr=mean(lambda i: psnr(last[i], tgt[i])),
-               flat_psnr=mean(lambda i: psnr(flat[i], tgt[i])), oracle_psnr=mean(lambda i: psnr(items["oracle"][i], tgt[i])))
+               psnr=mean(lambda i: psnr(generated[i], tgt[i])),
+               repeat_last_psnr=mean(lambda i: psnr(last[i], tgt[i])),
+               flat_psnr=mean(lambda i: psnr(flat[i], tgt[i])),
+               oracle_psnr=mean(lambda i: psnr(items["oracle"][i], tgt[i])))
     out["gain"] = out["psnr"] - out["repeat_last_psnr"]
     return out
 
@@ -145,10 +149,13 @@ def rgb_to_hsv(frames):
     v = x.max(axis=-1)  # V = max(R, G, B)
     d = v - x.min(axis=-1)  # d = V - min(R, G, B)
     n = np.arange(1, 256, dtype=np.float64)
-    s_recip = np.concatenate([[0], np.round(255 * 4096 / n)]).astype(np.int64)  # round(2^12 * 255 / V), 0 for V = 0
-    h_recip = np.concatenate([[0], np.round(180 * 4096 / (6 * n))]).astype(np.int64)  # round(2^12 * 30 / d), 0 for d = 0
+    # round(2^12 * 255 / V), 0 for V = 0
+    s_recip = np.concatenate([[0], np.round(255 * 4096 / n)]).astype(np.int64)
+    # round(2^12 * 30 / d), 0 for d = 0
+    h_recip = np.concatenate([[0], np.round(180 * 4096 / (6 * n))]).astype(np.int64)
     s = (d * s_recip[v] + 2048) >> 12  # S = round(255 d / V)
-    sector = np.where(v == r, g - b, np.where(v == g, b - r + 2 * d, r - g + 4 * d))  # the 60-degree sector, times d
+    # the 60-degree sector, times d
+    sector = np.where(v == r, g - b, np.where(v == g, b - r + 2 * d, r - g + 4 * d))
     h = (sector * h_recip[d] + 2048) >> 12  # H = round(30 sector / d), in half-degrees
     h = np.where(h < 0, h + 180, h)  # red wraps around: -30..-1 -> 150..179
     return np.stack([h, s, v], axis=-1).astype(np.uint8)
@@ -175,7 +182,8 @@ def scene_cuts(frames, adaptive_threshold=3.0, min_content_val=15.0, window_widt
     """Frame indices where a new scene starts, as PySceneDetect's AdaptiveDetector reports them.
 
     frames: (N, H, W, 3) uint8 RGB. With c_i from content_scores and w = window_width:
-      scored    i = w .. N-1-w: frame i is judged once frames i-w .. i+w exist (frame 0 is in the first window)
+      scored    i = w .. N-1-w: frame i is judged once frames i-w .. i+w exist (frame 0 is in the first
+                window)
       average   a_i = (c_{i-w} + .. + c_{i-1} + c_{i+1} + .. + c_{i+w}) / 2w
       ratio     r_i = min(c_i / a_i, 255); when |a_i| < 1e-5, r_i = 255 if c_i >= min_content_val, else 0
       cut at i  when r_i >= adaptive_threshold and c_i >= min_content_val and (i + w) - last >= min_scene_len,
@@ -233,7 +241,8 @@ def revisit_pairs(positions, min_gap):
 
 
 def revisit_mask(positions, min_gap, n=None):
-    """(N,) bool: the frames j of revisit_pairs, the revisits SRC scores (the GIF's yellow marks, the play page)."""
+    """(N,) bool: the frames j of revisit_pairs, the revisits SRC scores (the GIF's yellow marks, the play
+    page)."""
     mask = np.zeros(len(positions) if n is None else n, bool)
     mask[[j for _, j in revisit_pairs(positions, min_gap)]] = True
     return mask
@@ -266,10 +275,10 @@ def src_metrics(generated, ground_truth, positions, min_gap):
 
 
 def score(generated, truth, positions, chunk, n_return):
-    """The paper's Table 1 metrics of one long video against the truth (both (N, H, W, 3) uint8, the start frame
-    first; positions (N, 2) the camera poses): PSNR and SSIM over the generated frames, the outward and return legs
-    (the return: the last n_return chunks of K = chunk frames), SRC with revisits more than a context window
-    (2K frames) after their first visit, scene cuts, and PSNR / SSIM per chunk."""
+    """The paper's Table 1 metrics of one long video against the truth (both (N, H, W, 3) uint8, the start
+    frame first; positions (N, 2) the camera poses): PSNR and SSIM over the generated frames, the outward
+    and return legs (the return: the last n_return chunks of K = chunk frames), SRC with revisits more than
+    a context window (2K frames) after their first visit, scene cuts, and PSNR / SSIM per chunk."""
     K, N = chunk, len(generated)
     ret, out = slice(N - n_return * K, N), slice(1, N - n_return * K)
     src = src_metrics(generated, truth, positions, min_gap=2 * K)

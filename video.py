@@ -1,5 +1,5 @@
-"""Frames to and from files: videos you bring (a folder with annotations.jsonl), the videos and panels the project
-writes, and the one way every file here is written (atomic_write: all or nothing).
+"""Frames to and from files: videos you bring (a folder with annotations.jsonl), the videos and panels the
+project writes, and the one way every file here is written (atomic_write: all or nothing).
 
     frames = video.read_video("pan.mp4")                      # (N, h, w, 3) uint8; .mp4 / .gif / .npy
     episodes = video.load_folder("my_videos", cfg.world())     # [(name, actions, frames (1 + I K, H, W, 3))]
@@ -23,9 +23,9 @@ VIDEO_TYPES = (".mp4", ".gif", ".npy")
 # ----------------------------------------------------------------------------- writing: all or nothing
 @contextmanager
 def atomic_write(path):
-    """`with atomic_write(path) as tmp:` write to the temp path `tmp` (same folder, same extension); when the block
-    ends it is flushed to disk and renamed over `path`. An error inside the block leaves `path` as it was and no
-    temp file behind: a reader never sees a half-written file."""
+    """`with atomic_write(path) as tmp:` write to the temp path `tmp` (same folder, same extension); when
+    the block ends it is flushed to disk and renamed over `path`. An error inside the block leaves `path`
+    as it was and no temp file behind: a reader never sees a half-written file."""
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     stem, ext = os.path.splitext(name)
@@ -51,7 +51,8 @@ def save_npy(path, array):
 
 
 def write_video(path, frames, fps=8):
-    """(N, H, W, 3) uint8 -> an animated GIF (looping) or an .mp4 (imageio's ffmpeg plugin, in the requirements)."""
+    """(N, H, W, 3) uint8 -> an animated GIF (looping) or an .mp4 (imageio's ffmpeg plugin, in the
+    requirements)."""
     import imageio.v3 as iio
     if not path.endswith((".gif", ".mp4")):
         raise ValueError(f"{path}: write a .gif or an .mp4")
@@ -74,7 +75,8 @@ FONT = {  # 3x5 pixel glyphs, one row of three bits a digit: enough for the pane
 
 
 def label(text, width, size=2, colour=(40, 40, 40)):
-    """A (7 size, width, 3) uint8 strip with `text` (letters, '-', '/', ' ') in the 3x5 font at `size` on white."""
+    """A (7 size, width, 3) uint8 strip with `text` (letters, '-', '/', ' ') in the 3x5 font at `size` on
+    white."""
     strip = np.full((7, width // size, 3), 255, np.uint8)
     x = 1
     for ch in text.upper():
@@ -88,10 +90,10 @@ def label(text, width, size=2, colour=(40, 40, 40)):
 
 
 def panels(*videos, truth=None, revisit=None, labels=None, scale=4):
-    """Videos side by side, scaled up: (N, scale (H + 4) [+ 14], n scale (W + 2), 3). Under each panel a bar whose
-    length is the frame's PSNR against `truth` (10 dB: none, 25 dB: full width); on frames that revisit a place
-    (`revisit`, (N,) bool: metrics.revisit_mask, the frames SRC scores) the bar ends in yellow. `labels`: a name
-    over each panel."""
+    """Videos side by side, scaled up: (N, scale (H + 4) [+ 14], n scale (W + 2), 3). Under each panel a
+    bar whose length is the frame's PSNR against `truth` (10 dB: none, 25 dB: full width); on frames that
+    revisit a place (`revisit`, (N,) bool: metrics.revisit_mask, the frames SRC scores) the bar ends in
+    yellow. `labels`: a name over each panel."""
     import metrics
     N, H, W, _ = videos[0].shape
     cols = []
@@ -113,8 +115,8 @@ def panels(*videos, truth=None, revisit=None, labels=None, scale=4):
 
 # ----------------------------------------------------------------------------- reading
 def read_video(path):
-    """A video file (.mp4, .gif) or an .npy array of frames -> (N, h, w, 3) uint8. Errors are one line naming the
-    file; RGBA loses its alpha, grayscale is refused (the model sees colour)."""
+    """A video file (.mp4, .gif) or an .npy array of frames -> (N, h, w, 3) uint8. Errors are one line
+    naming the file; RGBA loses its alpha, grayscale is refused (the model sees colour)."""
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
     if not path.lower().endswith(VIDEO_TYPES):
@@ -127,11 +129,13 @@ def read_video(path):
             frames = np.asarray(iio.imread(path, index=None))
     except Exception as e:  # imageio and ffmpeg raise many kinds: say which file and why, in one line
         lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
-        raise ValueError(f"{path}: cannot read video ({type(e).__name__}: {(lines[-1] if lines else '')[:200]})") from None
+        why = (lines[-1] if lines else "")[:200]  # the last line says why (ffmpeg prints a banner before it)
+        raise ValueError(f"{path}: cannot read video ({type(e).__name__}: {why})") from None
     if frames.dtype != np.uint8:
         raise ValueError(f"{path}: frames must be uint8 (0..255), got {frames.dtype}")
     if frames.ndim == 3 and frames.shape[-1] not in (3, 4):
-        raise ValueError(f"{path}: grayscale frames {frames.shape} (N, H, W); the model needs colour (N, H, W, 3)")
+        raise ValueError(f"{path}: grayscale frames {frames.shape} (N, H, W); the model needs colour "
+                         f"(N, H, W, 3)")
     if frames.ndim == 3:  # one colour frame
         frames = frames[None]
     if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
@@ -153,7 +157,8 @@ class Episode(NamedTuple):
     """One annotated video of an own-data folder, at the model's frame size."""
     name: str       # the file, as annotations.jsonl names it
     actions: list   # I action texts, one per chunk
-    frames: object  # (1 + I K, H, W, 3) uint8: the frame before chunk 0, then each chunk resampled to K frames
+    # (1 + I K, H, W, 3) uint8: the frame before chunk 0, then each chunk resampled to K frames
+    frames: object
     split: str      # "train" or "val" (held out: the validation loss and lab.eval --data read only these)
 
 
@@ -174,7 +179,8 @@ def _check_line(item, where):
         raise ValueError(f"{where}: 'split' must be \"train\" or \"val\", got {item['split']!r}")
     chunks = item["chunks"]
     if not isinstance(chunks, list) or not chunks:
-        raise ValueError(f"{where}: 'chunks' must be a non-empty list of {{\"action\", \"start\", \"end\"}} objects")
+        raise ValueError(f"{where}: 'chunks' must be a non-empty list of "
+                         f"{{\"action\", \"start\", \"end\"}} objects")
     for k, c in enumerate(chunks):
         if not isinstance(c, dict) or any(key not in c for key in ("action", "start", "end")):
             have = sorted(c) if isinstance(c, dict) else type(c).__name__
@@ -182,9 +188,11 @@ def _check_line(item, where):
         for key in ("start", "end"):
             v = c[key]
             if not isinstance(v, int) or isinstance(v, bool):
-                raise ValueError(f"{where}: chunk {k}: {key!r} must be an integer frame index, got {v!r} ({type(v).__name__})")
+                raise ValueError(f"{where}: chunk {k}: {key!r} must be an integer frame index, got {v!r} "
+                                 f"({type(v).__name__})")
         if not 0 <= c["start"] < c["end"]:
-            raise ValueError(f"{where}: chunk {k}: frames [{c['start']}, {c['end']}) must satisfy 0 <= start < end")
+            raise ValueError(f"{where}: chunk {k}: frames [{c['start']}, {c['end']}) must satisfy "
+                             f"0 <= start < end")
         if not isinstance(c["action"], str):
             raise ValueError(f"{where}: chunk {k}: 'action' must be text, one of {list(data.ACTIONS)}")
         try:
@@ -197,8 +205,8 @@ EXAMPLE = '{"video": "a.mp4", "chunks": [{"action": "go left", "start": 1, "end"
 
 
 def read_annotations(folder, annotations="annotations.jsonl"):
-    """The annotation lines of `folder`, each checked: [(where, item)] with where = "file:line". Nothing is read
-    but the JSONL file and the names of the videos (which must exist)."""
+    """The annotation lines of `folder`, each checked: [(where, item)] with where = "file:line". Nothing is
+    read but the JSONL file and the names of the videos (which must exist)."""
     ann = os.path.join(folder, annotations)
     if not os.path.isfile(ann):
         raise ValueError(f"{ann}: annotation file not found (one JSON object per line, e.g. {EXAMPLE})")
@@ -217,9 +225,11 @@ def read_annotations(folder, annotations="annotations.jsonl"):
             if not os.path.isfile(path):
                 raise ValueError(f"{where}: {item['video']}: no such file in {folder}")
             if not path.lower().endswith(VIDEO_TYPES):
-                raise ValueError(f"{where}: {item['video']}: not a video this project reads ({', '.join(VIDEO_TYPES)})")
+                raise ValueError(f"{where}: {item['video']}: not a video this project reads "
+                                 f"({', '.join(VIDEO_TYPES)})")
             if item["video"] in names:
-                raise ValueError(f"{where}: {item['video']} is annotated twice (first at line {names[item['video']]})")
+                raise ValueError(f"{where}: {item['video']} is annotated twice (first at line "
+                                 f"{names[item['video']]})")
             names[item["video"]] = lineno
             lines.append((where, item))
     if not lines:
@@ -230,11 +240,11 @@ def read_annotations(folder, annotations="annotations.jsonl"):
 def load_folder(folder, spec=data.WorldSpec(), annotations="annotations.jsonl", warn=_warn, only=None):
     """Own data: `folder` holds videos (.mp4, .gif, .npy) and annotations.jsonl, one video per line:
         {"video": "a.mp4", "chunks": [{"action": "go left", "start": 1, "end": 9}, ...], "split": "val"}
-    A chunk is the frames [start, end) of its video, resampled to K frames at the model's size; the episode starts
-    at the frame before its first chunk. "split" is optional: without it in any line, the last fifth of the videos
-    (at least one, when there are two or more) is held out as "val". Every line and video is checked before the
-    first is returned; a problem is one line naming the file and line. Odd but usable clips give a warning.
-    only: load just the video of that name. Returns [Episode]."""
+    A chunk is the frames [start, end) of its video, resampled to K frames at the model's size; the episode
+    starts at the frame before its first chunk. "split" is optional: without it in any line, the last fifth
+    of the videos (at least one, when there are two or more) is held out as "val". Every line and video is
+    checked before the first is returned; a problem is one line naming the file and line. Odd but usable
+    clips give a warning. only: load just the video of that name. Returns [Episode]."""
     lines = read_annotations(folder, annotations)
     if not any("split" in item for _, item in lines):
         n_val = -(-len(lines) // 5) if len(lines) >= 2 else 0  # ceil(n / 5)
@@ -244,7 +254,8 @@ def load_folder(folder, spec=data.WorldSpec(), annotations="annotations.jsonl", 
         lines = [(w, item) for w, item in lines if item["video"] == only]
         if not lines:
             names = [item["video"] for _, item in read_annotations(folder, annotations)]
-            raise ValueError(f"{folder}: no video named {only!r} in annotations (videos: {', '.join(names[:8])})")
+            raise ValueError(f"{folder}: no video named {only!r} in annotations (videos: "
+                             f"{', '.join(names[:8])})")
     episodes = []
     for where, item in lines:
         name, chunks = item["video"], item["chunks"]
@@ -257,10 +268,10 @@ def load_folder(folder, spec=data.WorldSpec(), annotations="annotations.jsonl", 
             raise ValueError(f"{where}: {name} has {len(raw)} frame; a chunk needs frames to move through")
         for k, c in enumerate(chunks):
             if c["end"] > len(raw):
-                hint = " (a GIF writer may merge identical frames: write .npy or .mp4, or count the GIF's frames)" \
-                    if name.lower().endswith(".gif") else ""
-                raise ValueError(f"{where}: chunk {k}: frames [{c['start']}, {c['end']}) but {name} has {len(raw)} "
-                                 f"frames (0..{len(raw) - 1}){hint}")
+                hint = " (a GIF writer may merge identical frames: write .npy or .mp4, or count the GIF's " \
+                       "frames)" if name.lower().endswith(".gif") else ""
+                raise ValueError(f"{where}: chunk {k}: frames [{c['start']}, {c['end']}) but {name} has "
+                                 f"{len(raw)} frames (0..{len(raw) - 1}){hint}")
         out, actions = [raw[max(chunks[0]["start"] - 1, 0)]], []
         for k, c in enumerate(chunks):
             s, e, a = c["start"], c["end"], data.check_action(c["action"])
@@ -275,8 +286,8 @@ def load_folder(folder, spec=data.WorldSpec(), annotations="annotations.jsonl", 
 
 
 def sample_folder_batch(rng, episodes, batch, spec=data.WorldSpec(), n_ctx=None):
-    """data.sample_batch for your own videos: items cut from load_folder's episodes in the same shapes and with the
-    same rules (f_p drawn in 0..K; f_p = 0 gives two whole chunks with the null action)."""
+    """data.sample_batch for your own videos: items cut from load_folder's episodes in the same shapes and
+    with the same rules (f_p drawn in 0..K; f_p = 0 gives two whole chunks with the null action)."""
     K = spec.chunk
     f_p = int(rng.integers(0, K + 1)) if n_ctx is None else n_ctx
     f_g = K if f_p > 0 else 2 * K
@@ -286,7 +297,8 @@ def sample_folder_batch(rng, episodes, batch, spec=data.WorldSpec(), n_ctx=None)
         i = int(rng.integers(0, len(ep.actions)))  # predict chunk i from the end of chunk i - 1
         end = (i + 1) * K + 1
         clip = ep.frames[max(end - f_p - f_g, 0):end]
-        clip = np.concatenate([clip[:1]] * (f_p + f_g - len(clip)) + [clip])  # the first frame repeated (as data.py)
+        # the first frame repeated (as data.py)
+        clip = np.concatenate([clip[:1]] * (f_p + f_g - len(clip)) + [clip])
         ctx.append(clip[:f_p])
         tgt.append(clip[f_p:])
         tok.append(data.tokenize(ep.actions[i] if f_p > 0 else data.NULL_ACTION))
@@ -294,8 +306,8 @@ def sample_folder_batch(rng, episodes, batch, spec=data.WorldSpec(), n_ctx=None)
 
 
 def sample_folder_episodes(rng, episodes, n, spec=data.WorldSpec(), max_chunks=8):
-    """data.sample_episodes for your own videos (the slow-fast loop): n runs of at most max_chunks consecutive chunks
-    cut from load_folder's episodes: [(frames (1 + I K, H, W, 3), I actions)]."""
+    """data.sample_episodes for your own videos (the slow-fast loop): n runs of at most max_chunks
+    consecutive chunks cut from load_folder's episodes: [(frames (1 + I K, H, W, 3), I actions)]."""
     K, out = spec.chunk, []
     for _ in range(n):
         ep = episodes[int(rng.integers(len(episodes)))]
@@ -305,19 +317,51 @@ def sample_folder_episodes(rng, episodes, n, spec=data.WorldSpec(), max_chunks=8
     return out
 
 
-def write_example_folder(folder, n_videos=4, spec=data.WorldSpec(size=64, canvas=512, speed=8), seed=0):
-    """A small own-data folder to try `train.py --data` on: episodes of the world saved as .npy videos (64x64, so
-    the loader resizes them; not GIF, whose writer merges identical frames) with an annotations.jsonl whose
-    chunks say where each action starts and ends."""
+def landscape(seed, size=512):
+    """A made-up aerial photograph, (size, size, 3) uint8, that wraps around: a fractal height map (value noise
+    over six octaves) coloured as water, sand, grass, forest, rock and snow, lit from the north-west."""
+    rng, h = np.random.default_rng([seed, 31]), np.zeros((size, size))
+    for octave in range(6):  # each octave twice as fine and half as strong
+        g = 4 * 2 ** octave
+        grid = rng.random((g, g))
+        u = np.arange(size) * g / size
+        i0, w = np.floor(u).astype(int), (u - np.floor(u))[:, None]
+        rows = grid[i0 % g] * (1 - w) + grid[(i0 + 1) % g] * w  # (size, g): bilinear, wrapping around
+        h += (rows[:, i0 % g] * (1 - w.T) + rows[:, (i0 + 1) % g] * w.T) / 2 ** octave
+    h = (h - h.min()) / (h.max() - h.min())
+    levels = [0.38, 0.42, 0.46, 0.62, 0.74, 0.86, 1.01]  # the top of each band
+    colours = np.array([[30, 60, 120], [60, 110, 170], [200, 190, 140], [90, 150, 60], [40, 95, 45],
+                        [120, 110, 100], [240, 240, 245]], float)
+    img = colours[np.digitize(h, levels).clip(0, len(colours) - 1)]
+    shade = 1 + 4 * ((np.roll(h, 1, 0) - h) + (np.roll(h, 1, 1) - h))  # light from the north-west
+    img *= np.where(h[..., None] < levels[1], 1.0, shade[..., None].clip(0.6, 1.4))
+    img += rng.normal(0, 6, img.shape)  # film grain
+    return img.clip(0, 255).round().astype(np.uint8)
+
+
+def write_example_folder(folder, n_videos=6, seed=0, view=64, step=8, chunk=4):
+    """A small own-data folder to try `train.py --data` on: camera pans over made-up aerial photographs
+    (`landscape`), view x view pixels moving `step` pixels a frame, `chunk` frames an action, saved as .mp4 (the
+    first half) and .npy, with an annotations.jsonl whose chunks say where each action starts and ends. The
+    loader resizes them to the model's size (64 -> 32: 4 pixels a frame, as in the built-in world)."""
     os.makedirs(folder, exist_ok=True)
     rng, lines = np.random.default_rng(seed), []
+    moves = {a: m for a, m in data.MOVES.items() if a != "stay"}
     for v in range(n_videos):
-        actions = data.make_actions("random", rng, n=2)
-        frames, _ = data.render_episode(900_000 + v, actions, spec)
-        save_npy(os.path.join(folder, f"video{v}.npy"), frames)
-        K = spec.chunk
-        lines.append(dict(video=f"video{v}.npy", chunks=[dict(action=a, start=1 + i * K, end=1 + (i + 1) * K)
-                                                         for i, a in enumerate(actions)]))
+        picture = landscape(seed * 1000 + v)
+        S = len(picture)
+        padded = np.pad(picture, ((0, view), (0, view), (0, 0)), mode="wrap")
+        actions = [str(a) for a in rng.choice(list(moves), size=8)]
+        pos = rng.integers(0, S, 2)
+        frames = [padded[pos[0]:pos[0] + view, pos[1]:pos[1] + view]]
+        for a in actions:
+            for _ in range(chunk):
+                pos = (pos + np.array(moves[a]) * step) % S
+                frames.append(padded[pos[0]:pos[0] + view, pos[1]:pos[1] + view])
+        name = f"pan{v}.mp4" if v < n_videos // 2 else f"pan{v}.npy"
+        (write_video if name.endswith(".mp4") else save_npy)(os.path.join(folder, name), np.stack(frames))
+        lines.append(dict(video=name, chunks=[dict(action=a, start=1 + i * chunk, end=1 + (i + 1) * chunk)
+                                              for i, a in enumerate(actions)]))
     with atomic_write(os.path.join(folder, "annotations.jsonl")) as tmp, open(tmp, "w") as f:
         f.write("".join(json.dumps(line) + "\n" for line in lines))
     return folder

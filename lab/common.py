@@ -24,7 +24,7 @@ def parser(description, extra, script):
         p.add_argument("--ckpt", required=True, help="checkpoint written by train.py (or its --export)")
         p.add_argument("--out", dest="out_dir", default="out", help="output folder (JSON, and GIF or PNG where there is one)")
         extra(p)
-    p = cli.config_parser(description, flags, only=cli.GENERATION_FIELDS, script=script, skip=("out",))
+    p = cli.config_parser(description, flags, only=cli.GENERATION_FIELDS, script=script, skip=("out", "data"))
     p.prog = script  # "python -m lab.eval" in the usage line
     return p
 
