@@ -11,7 +11,7 @@ install:
 	$(PY) -m pip install -q -r requirements.txt
 
 demo: install
-	$(PY) data.py --preview out/world.gif
+	$(PY) video.py --preview out/world.gif
 	$(PY) generate.py --ckpt $(CKPT) --world-seed 200001 --actions "go right*2,go down*2,go up*2,go left*2" --out out/demo
 	@echo "the video is out/demo/video.gif: without memory | with memory | ground truth"
 
@@ -46,7 +46,7 @@ bench: install
 	$(PY) -m lab.bench
 
 preview: install
-	$(PY) data.py --preview out/world.gif
+	$(PY) video.py --preview out/world.gif
 
 play: install
 	$(PY) play.py --ckpt $(CKPT)

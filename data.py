@@ -12,7 +12,7 @@ frame; an agent marker at the view centre. The canvas wraps around, so every pat
     frames, positions = render_episode(world_seed, ["go right", "go right", "go left", "go left"])
     frames: (N, H, W, 3) uint8, N = 1 + chunks * K      positions: (N, 2) int (y, x) of the view corner
 
-Run `python data.py --preview out.gif` to look at a few episodes of every kind,
+Run `python video.py --preview out/world.gif` to look at a few episodes of every kind,
 `python data.py --bench` to time the renderer.
 """
 import argparse
@@ -396,8 +396,9 @@ def chunk_items(seeds, n, spec=WorldSpec(), seed=0):
 
 
 # ----------------------------------------------------------------------------- preview and benchmark
-def preview(path, spec=WorldSpec(), seed=0, scale=3):
-    """A GIF with one column per trajectory kind (two episodes each), the views scaled up."""
+def preview(spec=WorldSpec(), seed=0, scale=3):
+    """Two episodes of every trajectory kind side by side, the views scaled up: (N, H', W', 3) uint8 frames
+    (`python video.py --preview out/world.gif` writes them as a GIF)."""
     rng = np.random.default_rng(seed)
     cols = []
     for kind in KINDS:
@@ -407,9 +408,7 @@ def preview(path, spec=WorldSpec(), seed=0, scale=3):
     n = max(len(c) for c in cols)
     cols = [np.concatenate([c, np.repeat(c[-1:], n - len(c), 0)]) for c in cols]  # pad by holding the end
     grid = np.concatenate([np.pad(c, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=255) for c in cols], 2)
-    import video  # frames to files (video.py imports this module, so not at the top)
-    video.write_video(path, grid.repeat(scale, 1).repeat(scale, 2))
-    print(f"wrote {path}: columns = {', '.join(k for k in KINDS for _ in range(2))}")
+    return grid.repeat(scale, 1).repeat(scale, 2)
 
 
 def bench(spec=WorldSpec(), n_frames=20000):
@@ -431,23 +430,13 @@ def bench(spec=WorldSpec(), n_frames=20000):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description="The action world: preview episodes or time the renderer.")
-    p.add_argument("--preview", metavar="GIF", help="write a GIF of two episodes of every trajectory kind")
+    p = argparse.ArgumentParser(description="The action world: time the renderer (python video.py --preview "
+                                            "writes a GIF of it).")
     p.add_argument("--bench", action="store_true", help="measure rendering frames per second on one core")
-    p.add_argument("--example-folder", metavar="DIR",
-                   help="write a small own-data folder (videos + annotations.jsonl) for train.py --data")
     p.add_argument("--size", type=int, default=32, help="view size in pixels (default 32)")
     p.add_argument("--dynamics", action="store_true", help="add the bouncing ball and the blinking light")
     args = p.parse_args()
-    spec = WorldSpec(size=args.size, canvas=8 * args.size, dynamics=args.dynamics)
-    if args.preview:
-        preview(args.preview, spec)
     if args.bench:
-        bench(spec)
-    if args.example_folder:
-        import video
-        video.write_example_folder(args.example_folder)
-        print(f"wrote {args.example_folder}: videos and annotations.jsonl; train on it with "
-              f"python train.py --data {args.example_folder}")
-    if not (args.preview or args.bench or args.example_folder):
+        bench(WorldSpec(size=args.size, canvas=8 * args.size, dynamics=args.dynamics))
+    else:
         p.print_help()

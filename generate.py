@@ -88,7 +88,7 @@ def start(args, cfg, memory):
         return dict(first=None, actions=actions, truth=truth[-n:], positions=positions[-n:], seed=seed,
                     name="ground truth")
     if args.first_frame:
-        first = video.resize(video.read_video(args.first_frame)[:1], cfg.size)[0]
+        first = video.resize(video.read_picture(args.first_frame)[None], cfg.size)[0]
         return dict(first=first, actions=actions or data.parse_actions(DEFAULT_ACTIONS), truth=None,
                     positions=None, seed=None, name="no truth")
     if args.data_dir:

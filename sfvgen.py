@@ -22,6 +22,7 @@ inside; `to_model` and `to_frames` are the one conversion each way.
 import copy
 import math
 import os
+import pickle
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -819,6 +820,8 @@ class Memory:
         """A Memory from a stored dict (files of earlier versions, without world_seed, load too); anything
         else is refused with one line that says what is wrong."""
         names = [f.name for f in fields(cls)]
+        if isinstance(d, dict) and "config" in d and ("model" in d or "ema" in d):
+            raise ValueError(f"{where}: a model checkpoint, not a memory (generate.py --memory-out writes one)")
         if not isinstance(d, dict) or any(n not in d for n in names if n != "world_seed"):
             raise ValueError(f"{where}: not an sfvgen memory (expected a dict with {', '.join(names)})")
         checks = [
@@ -974,14 +977,21 @@ def upgrade_config(config):
 
 
 def load_checkpoint(path, require=("config", "model")):
-    """torch.load(weights_only=True): a file crafted to run code is refused. Errors name the file."""
+    """torch.load(weights_only=True): a file crafted to run code is refused. Errors are one line in plain words
+    that names the file."""
     if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such checkpoint file")
+        raise ValueError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise ValueError(f"{path}: not a file torch.save wrote (checkpoints and memories are such .pt files)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, or a pickle that asks for code: all refused here
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise ValueError(f"{path}: not a readable sfvgen checkpoint ({type(e).__name__}: {msg})") from None
+    except pickle.UnpicklingError:  # weights_only met something that is not a tensor or plain data
+        raise ValueError(f"{path}: holds more than tensors and plain data (a pickle that asks to run code, for "
+                         f"one); nothing in it was run, and it is refused") from None
+    except Exception:  # a cut-short or damaged archive
+        raise ValueError(f"{path}: damaged or cut short (its archive does not read to the end)") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in require):
         raise ValueError(f"{path}: not an sfvgen checkpoint (expected a dict with keys {list(require)})")
     if "config" in ckpt:

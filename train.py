@@ -136,6 +136,14 @@ def validation(model, diffusion, cfg, device, val_clips, n_batches=4, n_chunks=1
     return out
 
 
+def log(cfg, write, **record):
+    """One JSON line: printed (through the progress bar's `write`) and appended to out/log.jsonl."""
+    line = json.dumps(record)
+    write(line)
+    with open(os.path.join(cfg.out, "log.jsonl"), "a") as f:
+        f.write(line + "\n")
+
+
 def sample_gif(model, diffusion, cfg, path):
     """Generated | ground truth: a validation world, 4 chunks out and 4 back (or your first held-out
     video)."""
@@ -251,15 +259,16 @@ def train_autoencoder(cfg, quiet=False, clips=None):
         losses.append(loss.item())
         if (step + 1) % cfg.log_every == 0 and not quiet:
             loss = sum(losses[-cfg.log_every:]) / cfg.log_every
-            tqdm.write(json.dumps(dict(step=step + 1, loss=round(loss, 5),
-                                       minutes=round((time.time() - t_start) / 60, 2),
-                                       cpu_minutes=round((time.process_time() - cpu_start) / 60, 2))))
+            log(cfg, tqdm.write, step=step + 1, loss=round(loss, 5),
+                minutes=round((time.time() - t_start) / 60, 2),
+                cpu_minutes=round((time.process_time() - cpu_start) / 60, 2))
         if cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes:
             break
     # so the UNet sees latents of unit scale
     ae.set_statistics(torch.cat([frames() for _ in range(2048 // cfg.batch + 1)]))
-    sfvgen.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"),
-                           dict(config=asdict(cfg), step=len(losses), autoencoder=ae.state_dict()))
+    sfvgen.save_checkpoint(os.path.join(cfg.out, "ckpt.pt"), dict(
+        config=asdict(cfg), step=len(losses), autoencoder=ae.state_dict(),
+        cpu_minutes=(time.process_time() - cpu_start) / 60))
     if not quiet:
         print(f"wrote {os.path.join(cfg.out, 'ckpt.pt')}: the frame autoencoder after {len(losses)} steps "
               f"({(time.process_time() - cpu_start) / 60:.2f} CPU-minutes); train the latent model with "
@@ -305,7 +314,7 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
     slow, ema_slow = sfvgen.slow_parameters(model), sfvgen.slow_parameters(ema)
     opt = torch.optim.AdamW(slow, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused,
                             foreach=None if fused else True)
-    step = 0
+    step, cpu_before = 0, 0.0
     if cfg.resume:
         need = ("config", "model", "ema", "optimizer", "step", "rng", "pool")
         ckpt = sfvgen.load_checkpoint(ckpt_path, require=need)
@@ -315,7 +324,7 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
             opt.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError) as e:
             raise ValueError(f"{ckpt_path}: cannot resume from it ({str(e).splitlines()[0][:200]})") from None
-        step = ckpt["step"]
+        step, cpu_before = ckpt["step"], ckpt.get("cpu_minutes", 0.0)
         set_rng_state(rng, ckpt["rng"], device)
         pool.seeds = list(ckpt["pool"])
         if master and not quiet:
@@ -329,11 +338,15 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
         net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
     use_bf16 = cfg.bf16 and device.type == "cuda"
 
+    def cpu_minutes():  # this run's CPU time (all threads) plus the runs it resumed
+        return cpu_before + (time.process_time() - cpu_start) / 60
+
     def checkpoint():
         if master:
             sfvgen.save_checkpoint(ckpt_path, dict(
                 config=asdict(cfg), step=step, model=sfvgen.slow_state_dict(model), ema=ema.state_dict(),
-                optimizer=opt.state_dict(), rng=rng_state(rng, device), pool=pool.seeds))
+                optimizer=opt.state_dict(), rng=rng_state(rng, device), pool=pool.seeds,
+                cpu_minutes=cpu_minutes()))
             # a half-precision EMA snapshot (training curves)
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 export(ckpt_path, os.path.join(cfg.out, f"snap_{step:06d}.pt"), quiet=True)
@@ -387,14 +400,13 @@ def main(cfg, quiet=False, batches=None, network=VideoUNet, window=sfvgen.local_
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_at(cfg, step):.1e}")
             if step % cfg.log_every == 0 and master and not quiet:
                 recent = losses[-cfg.log_every:]  # fewer right after a resume
-                bar.write(json.dumps(dict(step=step, loss=round(sum(recent) / len(recent), 5),
-                                          minutes=round((time.time() - t_start) / 60, 2),
-                                          cpu_minutes=round((time.process_time() - cpu_start) / 60, 2))))
+                log(cfg, bar.write, step=step, loss=round(sum(recent) / len(recent), 5),
+                    minutes=round((time.time() - t_start) / 60, 2), cpu_minutes=round(cpu_minutes(), 2))
             if step % cfg.eval_every == 0 and not quiet:
                 if master:  # on the EMA weights, which are the same on every rank
                     scores = validation(ema, diffusion, cfg, device, val_clips)
                     sample_gif(ema, diffusion, cfg, os.path.join(cfg.out, f"sample_{step:06d}.gif"))
-                    bar.write(json.dumps(dict(step=step, **scores)))
+                    log(cfg, bar.write, step=step, **scores)
                 if ddp:
                     dist.barrier()  # the other ranks wait for rank 0 here
             out_of_time = cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes
@@ -430,7 +442,7 @@ def export(src, dst, quiet=False):
     """A small sharing checkpoint: config, step and the EMA weights in half precision."""
     ckpt = sfvgen.load_checkpoint(src)
     weights = ckpt.get("ema") or ckpt["model"]
-    small = dict(config=ckpt["config"], step=ckpt.get("step", 0),
+    small = dict(config=ckpt["config"], step=ckpt.get("step", 0), cpu_minutes=ckpt.get("cpu_minutes", 0.0),
                  model={k: v.half() if v.is_floating_point() else v for k, v in weights.items()})
     sfvgen.save_checkpoint(dst, small)
     if not quiet:

@@ -1,12 +1,16 @@
 """Frames to and from files: videos you bring (a folder with annotations.jsonl), the videos and panels the
 project writes, and the one way every file here is written (atomic_write: all or nothing).
 
-    frames = video.read_video("pan.mp4")                      # (N, h, w, 3) uint8; .mp4 / .gif / .npy
-    episodes = video.load_folder("my_videos", cfg.world())     # [(name, actions, frames (1 + I K, H, W, 3))]
-    video.write_video("out/video.mp4", video.panels(a, b, truth, truth=truth))
+    frames = video.read_video("pan.mp4")                   # (N, h, w, 3) uint8; .mp4 / .gif / .npy
+    episodes = video.load_folder("my_videos", cfg.world())  # [Episode(name, actions, frames, split)]
+    video.write_video("out/video.mp4", video.panels(a, b, truth, truth=truth, labels=["a", "b", "truth"]))
+
+    python video.py --preview out/world.gif                 # the built-in world, every trajectory kind
+    python video.py --example-folder out/my_videos          # a folder of videos to try train.py --data on
 
 Frames are uint8 (N, H, W, 3) here, as everywhere outside the model.
 """
+import argparse
 import json
 import os
 import sys
@@ -141,6 +145,23 @@ def read_video(path):
     if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: expected frames (N, H, W, 3), got shape {frames.shape}")
     return frames[..., :3]
+
+
+def read_picture(path):
+    """A picture (.png, .jpg, ... anything imageio reads), or the first frame of a video: (h, w, 3) uint8."""
+    if path.lower().endswith(VIDEO_TYPES):
+        return read_video(path)[0]
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    try:
+        import imageio.v3 as iio
+        frame = np.asarray(iio.imread(path))
+    except Exception as e:  # imageio raises many kinds: one line that names the file
+        raise ValueError(f"{path}: cannot read a picture ({type(e).__name__})") from None
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] not in (3, 4):
+        raise ValueError(f"{path}: expected a colour picture (H, W, 3) of uint8, got {frame.dtype} "
+                         f"{frame.shape}")
+    return frame[..., :3]
 
 
 def resize(frames, size):
@@ -318,8 +339,8 @@ def sample_folder_episodes(rng, episodes, n, spec=data.WorldSpec(), max_chunks=8
 
 
 def landscape(seed, size=512):
-    """A made-up aerial photograph, (size, size, 3) uint8, that wraps around: a fractal height map (value noise
-    over six octaves) coloured as water, sand, grass, forest, rock and snow, lit from the north-west."""
+    """A made-up aerial photograph, (size, size, 3) uint8, that wraps around: a fractal height map (value
+    noise over six octaves) coloured as water, sand, grass, forest, rock and snow, lit from the north-west."""
     rng, h = np.random.default_rng([seed, 31]), np.zeros((size, size))
     for octave in range(6):  # each octave twice as fine and half as strong
         g = 4 * 2 ** octave
@@ -341,9 +362,10 @@ def landscape(seed, size=512):
 
 def write_example_folder(folder, n_videos=6, seed=0, view=64, step=8, chunk=4):
     """A small own-data folder to try `train.py --data` on: camera pans over made-up aerial photographs
-    (`landscape`), view x view pixels moving `step` pixels a frame, `chunk` frames an action, saved as .mp4 (the
-    first half) and .npy, with an annotations.jsonl whose chunks say where each action starts and ends. The
-    loader resizes them to the model's size (64 -> 32: 4 pixels a frame, as in the built-in world)."""
+    (`landscape`), view x view pixels moving `step` pixels a frame, `chunk` frames an action, saved as .mp4
+    (the first half) and .npy, with an annotations.jsonl whose chunks say where each action starts and
+    ends. The loader resizes them to the model's size (64 -> 32: 4 pixels a frame, as in the built-in
+    world)."""
     os.makedirs(folder, exist_ok=True)
     rng, lines = np.random.default_rng(seed), []
     moves = {a: m for a, m in data.MOVES.items() if a != "stay"}
@@ -365,3 +387,23 @@ def write_example_folder(folder, n_videos=6, seed=0, view=64, step=8, chunk=4):
     with atomic_write(os.path.join(folder, "annotations.jsonl")) as tmp, open(tmp, "w") as f:
         f.write("".join(json.dumps(line) + "\n" for line in lines))
     return folder
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description="Frames to files: a GIF of the built-in world, or a folder of "
+                                            "your own videos to try train.py --data on.")
+    p.add_argument("--preview", metavar="GIF",
+                   help="write a GIF of two episodes of every trajectory kind of the world")
+    p.add_argument("--example-folder", metavar="DIR",
+                   help="write made-up aerial pans (.mp4, .npy) with annotations.jsonl, for train.py --data")
+    p.add_argument("--dynamics", action="store_true", help="with --preview: the world's ball and light")
+    args = p.parse_args()
+    if args.preview:
+        write_video(args.preview, data.preview(data.WorldSpec(dynamics=args.dynamics)))
+        print(f"wrote {args.preview}: two episodes of each of {', '.join(data.KINDS)}")
+    if args.example_folder:
+        write_example_folder(args.example_folder)
+        print(f"wrote {args.example_folder}: pans over made-up aerial pictures and annotations.jsonl; train "
+              f"on it with python train.py --data {args.example_folder}")
+    if not (args.preview or args.example_folder):
+        p.print_help()

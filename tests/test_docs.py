@@ -9,7 +9,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENTRY = re.compile(r"(python (?:-m (?:lab\.\w+|companion\.hyperzzw|exercises\.\w+)|(?:train|generate|data|play)\.py))\b")
+ENTRY = re.compile(r"(python (?:-m (?:lab\.\w+|companion\.hyperzzw|exercises\.\w+)|(?:train|generate|data|video|play)\.py))\b")
 
 
 def doc_commands():
@@ -50,3 +50,17 @@ def test_every_flag_in_the_docs_exists_in_its_entry_point():
                 unknown.append(f"{where}: {entry} {f}")
     if unknown:
         pytest.fail("flags the entry point does not have:\n" + "\n".join(sorted(set(unknown))))
+
+
+def test_pip_install_dot_installs_the_dependencies_and_no_modules(tmp_path):
+    """pyproject.toml describes a project used from its folder: the wheel `pip install .` builds carries only
+    metadata (its dependencies and extras), never modules named data, cli or video in site-packages."""
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import zipfile
+    (wheel,) = glob.glob(str(tmp_path / "*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert names and all(".dist-info/" in n for n in names), names
+    meta = zipfile.ZipFile(wheel).read([n for n in names if n.endswith("METADATA")][0]).decode()
+    assert "Requires-Dist: torch>=2.3" in meta and "MIT" in meta

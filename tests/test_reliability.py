@@ -109,7 +109,7 @@ def test_bad_training_flags_are_refused_before_any_work(tmp_path, args, msg):
 @pytest.mark.parametrize("args,msg", [
     (["--actions", "go right*x"], "repeat count"),
     (["--actions", "go sideways"], "vocabulary"),
-    (["--ckpt", "no/such/file.pt"], "no such checkpoint"),
+    (["--ckpt", "no/such/file.pt"], "no such file"),
     (["--timesteps", "500"], "--timesteps is a training setting"),
     (["--lr", "1e-3"], "--lr is a training setting"),
 ])
@@ -135,7 +135,7 @@ def test_bad_memory_files_are_refused_naming_the_file(tmp_path):
     generate.main(base + ["--out", str(tmp_path / "a"), "--memory-out", mem])
     good = open(mem, "rb").read()
     open(tmp_path / "trunc.pt", "wb").write(good[: len(good) // 3])
-    cases = [("trunc.pt", "not a readable"), ("m.pt", "not an sfvgen memory")]
+    cases = [("trunc.pt", "damaged or cut short"), ("m.pt", "a model checkpoint, not a memory")]
     for name, msg in cases:  # a truncated memory; a model checkpoint given as a memory
         with pytest.raises(SystemExit, match=msg) as e:
             generate.main(base + ["--out", str(tmp_path / "b"), "--memory-in", str(tmp_path / name)])
