@@ -4,8 +4,12 @@
 PY ?= python
 CKPT ?= checkpoints/tiny.pt
 HW ?= 1
+# the teachers' tools (pyproject.toml's `teach` extra, kept equal by tests/test_exercises.py): make notebooks, and the
+# test that executes the walkthrough notebook
+TEACH = "jupytext>=1.16" "nbclient>=0.10" "ipykernel>=6"
 
-.PHONY: install demo docs-demo train train-cpu test test-quick bench preview play grade handout walkthrough
+.PHONY: install demo docs-demo train train-cpu test test-quick bench preview play grade handout walkthrough check \
+	notebooks mutants expected
 
 install:
 	$(PY) -m pip install -q -r requirements.txt
@@ -35,7 +39,7 @@ train-cpu: install
 	@echo "trained: runs/tiny-latent/tiny-latent.pt; use it with: python generate.py --ckpt runs/tiny-latent/tiny-latent.pt"
 
 test:
-	$(PY) -m pip install -q -r requirements.txt pytest
+	$(PY) -m pip install -q -r requirements.txt pytest $(TEACH)
 	$(PY) -m pytest -q tests
 
 test-quick:
@@ -51,12 +55,30 @@ preview: install
 play: install
 	$(PY) play.py --ckpt $(CKPT)
 
-# classroom: grade assignment HW of the project in this folder (or ROOT=a student's copy); write a student copy
+# classroom (exercises/README.md, exercises/INSTRUCTOR.md). make check HW=5: the visible checks (what students run);
+# make grade HW=5 [ROOT=a student's copy]: visible + hidden checks; make grade BATCH=submissions/: every sub-folder of
+# submissions/, every assignment, into submissions/grades.csv; make handout [HWS="4 5"] [OUT=out/handout]: the
+# student copy; make notebooks: out/notebooks/hw1..7.ipynb and walkthrough.ipynb; make mutants: the mutation test
+# (every listed wrong implementation must fail the grading checks); make expected: re-measure the "you should see"
+# ranges and pictures (after the classroom's checkpoint changes, exercises/runs/common.py)
+check:
+	$(PY) -m exercises.check $(HW) $(if $(ROOT),--root $(ROOT),)
+
 grade:
-	$(PY) -m exercises.grade $(HW) $(if $(ROOT),--root $(ROOT),)
+	$(PY) -m exercises.grade $(if $(BATCH),--batch $(BATCH),$(HW) $(if $(ROOT),--root $(ROOT),))
 
 handout:
 	$(PY) -m exercises.make_handout $(or $(OUT),out/handout) $(if $(HWS),--hw $(HWS),)
+
+notebooks:
+	$(PY) -m pip install -q $(TEACH)
+	$(PY) -m exercises.make_notebooks $(or $(OUT),out/notebooks)
+
+mutants: install
+	$(PY) -m exercises.mutants --jobs 2
+
+expected: install
+	$(PY) -m exercises.runs.measure
 
 walkthrough: install
 	$(PY) docs/walkthrough.py $(if $(QUICK),--quick,)

@@ -821,7 +821,7 @@ class Memory:
         else is refused with one line that says what is wrong."""
         names = [f.name for f in fields(cls)]
         if isinstance(d, dict) and "config" in d and ("model" in d or "ema" in d):
-            raise ValueError(f"{where}: a model checkpoint, not a memory (generate.py --memory-out writes one)")
+            raise ValueError(f"{where}: a model checkpoint, not a memory (see generate.py --memory-out)")
         if not isinstance(d, dict) or any(n not in d for n in names if n != "world_seed"):
             raise ValueError(f"{where}: not an sfvgen memory (expected a dict with {', '.join(names)})")
         checks = [
@@ -977,8 +977,8 @@ def upgrade_config(config):
 
 
 def load_checkpoint(path, require=("config", "model")):
-    """torch.load(weights_only=True): a file crafted to run code is refused. Errors are one line in plain words
-    that names the file."""
+    """torch.load(weights_only=True): a file crafted to run code is refused. Errors are one line in plain
+    words that names the file."""
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
     with open(path, "rb") as f:
@@ -988,8 +988,8 @@ def load_checkpoint(path, require=("config", "model")):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only met something that is not a tensor or plain data
-        raise ValueError(f"{path}: holds more than tensors and plain data (a pickle that asks to run code, for "
-                         f"one); nothing in it was run, and it is refused") from None
+        raise ValueError(f"{path}: holds more than tensors and plain data (a pickle that asks to run code, "
+                         f"for one); nothing in it was run, and it is refused") from None
     except Exception:  # a cut-short or damaged archive
         raise ValueError(f"{path}: damaged or cut short (its archive does not read to the end)") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in require):

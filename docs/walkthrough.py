@@ -6,8 +6,9 @@
 # out-and-back, and the wrong-memory control.
 #
 # Run it as a script: `python docs/walkthrough.py [--quick] [--out out/walkthrough]` (quick: fewer chunks and
-# denoising steps, under a minute on a CPU; `SFVGEN_QUICK=1` does the same), or open it as a notebook: VS Code and
-# Jupyter (with jupytext) read the `# %%` cells. Everything runs on a CPU on one thread.
+# denoising steps, under a minute on a CPU; `SFVGEN_QUICK=1` does the same), or as a notebook: `make notebooks` writes
+# out/notebooks/walkthrough.ipynb from this file, and VS Code and Jupyter (with jupytext) read the `# %%` cells as they
+# are. Everything runs on a CPU on one thread.
 
 # %%
 import argparse
@@ -20,17 +21,21 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) if "__file__" in globals() else \
-    (os.getcwd() if os.path.isfile("sfvgen.py") else os.path.dirname(os.getcwd()))
+# the project folder: above this file, or (in a notebook) the current folder or the first one above it with sfvgen.py
+ROOT = os.path.abspath(os.path.dirname(__file__) if "__file__" in globals() else os.getcwd())
+while not os.path.isfile(os.path.join(ROOT, "sfvgen.py")) and os.path.dirname(ROOT) != ROOT:
+    ROOT = os.path.dirname(ROOT)
 sys.path.insert(0, ROOT)
 import data  # noqa: E402
 import metrics  # noqa: E402
 import sfvgen  # noqa: E402
+from exercises.runs.common import DEFAULT_CHECKPOINT  # noqa: E402  (the classroom's checkpoint: one constant)
 
 p = argparse.ArgumentParser(description="The method, step by step, with a PNG per step.")
 p.add_argument("--quick", action="store_true", help="fewer chunks and denoising steps (CI)")
-p.add_argument("--out", default=os.path.join(ROOT, "out", "walkthrough"), help="folder of the PNGs")
-p.add_argument("--ckpt", default=os.path.join(ROOT, "checkpoints", "tiny.pt"), help="the trained slow weights")
+p.add_argument("--out", default=os.environ.get("SFVGEN_WALKTHROUGH_OUT", os.path.join(ROOT, "out", "walkthrough")),
+               help="folder of the PNGs (or SFVGEN_WALKTHROUGH_OUT)")
+p.add_argument("--ckpt", default=os.path.join(ROOT, DEFAULT_CHECKPOINT), help="the trained slow weights (pixel or latent)")
 args, _ = p.parse_known_args()  # a notebook kernel passes its own arguments
 QUICK = args.quick or os.environ.get("SFVGEN_QUICK", "") not in ("", "0")
 os.makedirs(args.out, exist_ok=True)
@@ -63,6 +68,7 @@ def save(name, img):
 
 # %%
 model, cfg, _ = sfvgen.load_model(args.ckpt)
+ae = model.autoencoder  # a latent model's frozen frame autoencoder (None for a pixel model): frames <-> its latents
 if QUICK:
     cfg = replace(cfg, sample_steps=8)
 OUT = 1 if QUICK else 3                              # chunks of the outward leg
@@ -113,10 +119,10 @@ save("2_train_step.png", strip([np.concatenate([c[b] for c in clips]) for b in r
 
 # %%
 diffusion = sfvgen.Diffusion(cfg)
-x0 = sfvgen.to_model(truth[None, :1])                                     # (1, 1, 3, H, W): X_0
+x0 = sfvgen.to_model(truth[None, :1], "cpu", ae)                          # (1, 1, C, H, W): X_0
 X1 = diffusion.sample(model, x0, sfvgen.action_tokens([actions[0]], "cpu"), cfg.chunk,
                       generator=torch.Generator().manual_seed(0))        # (1, K, 3, H, W)
-chunk = sfvgen.to_frames(torch.cat([x0, X1], 1))[0]
+chunk = sfvgen.to_frames(torch.cat([x0, X1], 1), ae)[0]
 print(f"sampled chunk 1 ({cfg.sample_steps} steps): PSNR {metrics.psnr(chunk[1:], truth[1:1 + cfg.chunk]):.2f} dB against the truth")
 save("3_sample.png", strip([truth[:1 + cfg.chunk], chunk]))
 
@@ -132,7 +138,7 @@ fast = sfvgen.with_lora(model, cfg)
 phi0 = {k: v.clone() for k, v in sfvgen.slow_state_dict(fast).items()}
 theta0 = sfvgen.lora_state(fast)
 fast_opt = torch.optim.Adam(sfvgen.lora_parameters(fast), lr=cfg.fast_lr)
-window_ctx, window, null = sfvgen.local_window([x0, sfvgen.to_model(truth[None, 1:1 + cfg.chunk])], None)
+window_ctx, window, null = sfvgen.local_window([x0, sfvgen.to_model(truth[None, 1:1 + cfg.chunk], "cpu", ae)], None)
 for step in (1, 2):
     sfvgen.fast_update(fast, diffusion, fast_opt, window_ctx, window, null, 1, torch.Generator().manual_seed(step))
     moved = {k for k, v in sfvgen.lora_state(fast).items() if not torch.equal(v, theta0[k])}
@@ -172,7 +178,7 @@ save("5_memory.png", strip([off, on, truth]))
 other = data.render_episode(world + 1, actions, cfg.world())[0]
 sfvgen.generate_long(fast, diffusion, cfg, other[0], actions, fast_learning=True, seed=0)
 wrong_lora = sfvgen.lora_state(fast)  # the other world's memory
-start = sfvgen.Memory.start(truth[0], seed=0, lora=wrong_lora)  # this world's start frame, the other world's LoRA
+start = sfvgen.Memory.start(truth[0], seed=0, autoencoder=ae, lora=wrong_lora)  # this world's start frame, the other world's LoRA
 wrong = sfvgen.generate_long(fast, diffusion, cfg, None, actions, fast_learning=False, memory=start)["frames"]
 wrong = np.concatenate([truth[:1], wrong])  # a continuation returns only the new frames
 print(f"return-leg PSNR with the wrong memory: {metrics.psnr(wrong[back], truth[back]):.2f} dB")

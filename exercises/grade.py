@@ -1,112 +1,121 @@
-"""The autograder: runs assignment N's checks (exercises/checks/hwN.py) against a project folder.
+"""The teacher's grader (never in a student's copy): an assignment's visible checks and its hidden grading checks.
 
-    python -m exercises.grade N [--root DIR]
+    python -m exercises.grade N                          # the project in this folder (the reference: full marks)
+    python -m exercises.grade N --root path/to/student   # one student's copy
+    python -m exercises.grade N --root DIR --json results.json   # Gradescope's results.json (hidden checks: after_due_date)
+    python -m exercises.grade --batch submissions/ [--hw 5 6] [--csv grades.csv]   # a folder of submissions
+    python -m exercises.grade --list [N]                 # every check with the property it states
 
-DIR (default: the current folder) is the project to grade: the reference, or a student's copy made by
-`python -m exercises.make_handout`. The checks run in a fresh interpreter with DIR first on sys.path, on one CPU
-thread; the checks themselves always come from this file's folder, never from DIR. Prints one line per check
-(1/1 or 0/1, with the reason) and a total such as `hw4: 6/6`; the exit code is 0 only for full marks.
+--batch: every sub-folder of DIR that holds a sfvgen.py is one submission (its name is the student's); every chosen
+assignment (default: all seven) is graded in its own fresh interpreter, and the CSV gets one row per submission,
+assignment and check (student, hw, check, visibility, points, max_points, reason) plus a total row per submission
+and assignment. One line per check is printed (1/1 or 0/1 with the reason, which names the idea that is off); the exit
+code is 0 only for full marks. The checks always come from this folder's exercises/visible and exercises/grading, never
+from the graded folder, and run on one CPU thread with the graded folder first on sys.path.
 """
 import argparse
-import importlib
-import importlib.util
-import itertools
+import csv
+import json
 import os
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TITLES = {1: "the forward process and the prediction targets", 2: "the masked conditional loss",
-          3: "the sampler that puts the context back", 4: "LoRA", 5: "Algorithm 1a: fast learning in generation",
-          6: "Algorithm 1b: the slow-fast loop"}
-_loaded = itertools.count()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runner  # noqa: E402
 
-
-def load_checks(n):
-    """exercises/checks/hwN.py of this grader, as the module `sfvgen_grader_checks.hwN` (never DIR's copy)."""
-    pkg = "sfvgen_grader_checks"
-    if pkg not in sys.modules:
-        spec = importlib.util.spec_from_file_location(pkg, os.path.join(HERE, "checks", "__init__.py"),
-                                                      submodule_search_locations=[os.path.join(HERE, "checks")])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[pkg] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{pkg}.hw{n}")
-
-
-def load_project(root):
-    """root/sfvgen.py as a module of its own name (its `import data` finds root/data.py first)."""
-    path = os.path.join(os.path.abspath(root), "sfvgen.py")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{root}: no sfvgen.py here")
-    name = f"sfvgen_graded_{next(_loaded)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    sys.path.insert(0, os.path.abspath(root))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(os.path.abspath(root))
-    return module
-
-
-def reason(e):
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {msg}"[:160]
+TITLES = runner.TITLES
 
 
 def run(n, root=".", out=print):
-    """Assignment n's checks against the project at root, in this interpreter. Returns (score, total, rows);
-    rows: (name, passed, seconds, reason)."""
-    import torch
-    torch.set_num_threads(1)
-    checks = load_checks(n).CHECKS
-    out(f"hw{n} ({TITLES[n]}) against {os.path.abspath(root)}")
-    try:
-        sf = load_project(root)
-    except Exception as e:  # a syntax error in the student's file: every check fails, with the reason
-        rows = [(c.__name__[6:], False, 0.0, reason(e)) for c in checks]
-    else:
-        rows = []
-        for check in checks:
-            torch.manual_seed(0)
+    """Assignment n's visible and hidden checks against the project at root, in this interpreter.
+    Returns (score, total, rows); rows: (name, visibility, passed, seconds, reason)."""
+    return runner.run(n, root, hidden=True, out=out)
+
+
+def gradescope(rows_by_hw):
+    """Gradescope's results.json: one test per check; hidden checks become visible after the due date."""
+    tests = []
+    for n, rows in rows_by_hw.items():
+        for name, vis, ok, secs, why in rows:
+            tests.append(dict(name=f"hw{n}: {name.replace('_', ' ')}", score=float(ok), max_score=1.0,
+                              output=why or "passed", visibility="visible" if vis == "visible" else "after_due_date"))
+    return dict(score=sum(t["score"] for t in tests), tests=tests)
+
+
+def submissions(folder):
+    """(name, path) of every sub-folder of `folder` holding a sfvgen.py, sorted by name."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(os.path.join(path, "sfvgen.py")):
+            out.append((name, path))
+    return out
+
+
+def batch(folder, hws, csv_path, timeout=600, out=print):
+    """Grades every submission in `folder` on the assignments `hws`; writes the CSV. Returns {student: {hw: (score,
+    total)}}."""
+    found = submissions(folder)
+    if not found:
+        raise ValueError(f"{folder}: no sub-folder with a sfvgen.py (one folder per submission)")
+    scores, lines = {}, []
+    for student, path in found:
+        scores[student] = {}
+        for n in hws:
             t0 = time.time()
-            try:
-                check(sf)
-                rows.append((check.__name__[6:], True, time.time() - t0, ""))
-            except Exception as e:
-                rows.append((check.__name__[6:], False, time.time() - t0, reason(e)))
-    for name, ok, secs, why in rows:
-        out(f"  {int(ok)}/1  {name}  ({secs:.2f} s)" + ("" if ok else f"\n        {why}"))
-    score = sum(ok for _, ok, _, _ in rows)
-    out(f"hw{n}: {score}/{len(rows)}")
-    return score, len(rows), rows
+            score, total, rows = runner.run_fresh(n, path, hidden=True, timeout=timeout, quiet=True)
+            scores[student][n] = (score, total)
+            out(f"{student}  hw{n}: {score}/{total}  ({time.time() - t0:.0f} s)")
+            for name, vis, ok, secs, why in rows:
+                lines.append([student, n, name, vis, int(ok), 1, why])
+            lines.append([student, n, "TOTAL", "", score, total, ""])
+    os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student", "hw", "check", "visibility", "points", "max_points", "reason"])
+        w.writerows(lines)
+    out(f"wrote {csv_path}: {len(found)} submissions x {len(hws)} assignments")
+    return scores
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Grade one assignment against a project folder (the reference or a student's copy).")
-    p.add_argument("hw", type=int, choices=sorted(TITLES), help="the assignment number")
+    p = argparse.ArgumentParser(description="Grade assignments with the visible and the hidden checks (the teacher's).")
+    p.add_argument("hw", type=int, nargs="?", choices=sorted(TITLES), help="the assignment number (not with --batch)")
     p.add_argument("--root", default=".", help="the project folder to grade (default: the current folder)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds before the grading run is stopped (0/total)")
-    p.add_argument("--here", action="store_true", help=argparse.SUPPRESS)  # the fresh interpreter's side
+    p.add_argument("--batch", default=None, help="a folder of submissions, one sub-folder each")
+    p.add_argument("--hw", dest="hws", type=int, nargs="+", choices=sorted(TITLES), default=None,
+                   help="with --batch: the assignments to grade (default: all)")
+    p.add_argument("--csv", default=None, help="with --batch: the CSV to write (default: DIR/grades.csv)")
+    p.add_argument("--json", default=None, help="also write Gradescope's results.json here")
+    p.add_argument("--timeout", type=float, default=600, help="seconds before one grading run is stopped (0 points)")
+    p.add_argument("--list", action="store_true", help="list every check (visible and hidden) with its first doc line")
     args = p.parse_args(argv)
+    if args.list:
+        for n in [args.hw] if args.hw else sorted(TITLES):
+            print(f"hw{n}: {TITLES[n]}")
+            for check, vis in runner.load_checks(n, hidden=runner.has_hidden()):
+                print(f"  [{vis}] {check.__name__[6:]}: {check.__doc__.strip().splitlines()[0]}")
+        return 0
+    if not runner.has_hidden():
+        p.error("this folder has no exercises/grading/ (a student copy): use python -m exercises.check N")
+    if args.batch:
+        if not os.path.isdir(args.batch):
+            p.error(f"--batch {args.batch!r}: no such folder")
+        hws = args.hws or ([args.hw] if args.hw else sorted(TITLES))
+        try:
+            scores = batch(args.batch, hws, args.csv or os.path.join(args.batch, "grades.csv"), args.timeout)
+        except ValueError as e:
+            p.error(str(e))
+        return 0 if all(s == t for per in scores.values() for s, t in per.values()) else 1
+    if args.hw is None:
+        p.error("give an assignment number, or --batch DIR")
     if not os.path.isdir(args.root):
         p.error(f"--root {args.root!r}: no such folder")
-    if args.here:
-        sys.path[:] = [os.path.abspath(args.root)] + [p for p in sys.path if os.path.abspath(p or ".") != HERE]
-        score, total, _ = run(args.hw, args.root)
-        return 0 if score == total else 1
-    # a fresh interpreter: nothing the student's code does (globals, monkeypatching) outlives this assignment.
-    # The script runs by path, so its sys.path[0] is this folder, which holds no sfvgen.py
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-    cmd = [sys.executable, os.path.join(HERE, "grade.py"), str(args.hw), "--root", os.path.abspath(args.root), "--here"]
-    try:
-        return subprocess.run(cmd, env=env, timeout=args.timeout or None).returncode
-    except subprocess.TimeoutExpired:
-        print(f"hw{args.hw}: 0/{len(load_checks(args.hw).CHECKS)} (stopped after {args.timeout:.0f} s)")
-        return 1
+    score, total, rows = runner.run_fresh(args.hw, args.root, hidden=True, timeout=args.timeout)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(gradescope({args.hw: rows}), f, indent=1)
+    return 0 if score == total else 1
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The student copy of the project, generated from the reference: each selected solution region of sfvgen.py
 becomes `raise NotImplementedError("hwN: <hint>")`, the solution is never written twice.
 
-    python -m exercises.make_handout OUT_DIR [--hw N ...]     # default: all six assignments stubbed
+    python -m exercises.make_handout OUT_DIR [--hw N ...]     # default: all seven assignments stubbed
 
 A region is the body of one function, between the comment lines
 
@@ -10,22 +10,43 @@ A region is the body of one function, between the comment lines
     # END SOLUTION
 
 (the signature and docstring stay outside). Regions of assignments not selected keep their code; all marker lines
-are removed. The copy holds the core files, data.py, metrics.py, cli.py, the handouts, the graders and
-checkpoints/tiny.pt (not the lab, not the tests, not this script). Regenerating gives byte-identical files.
+are removed. The copy holds the code (sfvgen, train, generate, data, video, metrics, cli), the handouts and their
+pictures, the visible checks (`python -m exercises.check N`), the "you should see" runs (exercises/runs/) and the
+checkpoint they use. Never the teacher's material: the hidden grading checks (exercises/grading/), the grader, the
+mutants, the model answers (exercises/INSTRUCTOR.md), the lab, the tests or this script (TEACHER lists them, and
+tests/test_exercises.py greps a copy for them). Regenerating gives byte-identical files.
 """
 import argparse
+import importlib.util
 import os
 import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CODE = ["sfvgen.py", "train.py", "generate.py", "data.py", "metrics.py", "cli.py", "requirements.txt"]
-HANDOUTS = [f"exercises/hw{n}.md" for n in range(1, 7)] + ["exercises/stretch.md"]
-GRADERS = ["exercises/__init__.py", "exercises/grade.py", "exercises/stretch_check.py", "exercises/checks/__init__.py",
-           "exercises/checks/common.py"] + [f"exercises/checks/hw{n}.py" for n in range(1, 7)]
-BINARY = ["checkpoints/tiny.pt"]
-ALL = tuple(range(1, 7))
+
+
+def _checkpoint():
+    """exercises/runs/common.py's CHECKPOINT: the checkpoint of the "you should see" runs, one constant."""
+    spec = importlib.util.spec_from_file_location("sfvgen_runs_common", os.path.join(HERE, "runs", "common.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DEFAULT_CHECKPOINT
+
+
+CHECKPOINT = _checkpoint()
+
+ALL = tuple(range(1, 8))
+CODE = ["sfvgen.py", "train.py", "generate.py", "data.py", "video.py", "metrics.py", "cli.py", "requirements.txt"]
+HANDOUTS = ["exercises/README.md"] + [f"exercises/hw{n}.md" for n in ALL] + ["exercises/stretch.md"]
+STUDENT_TOOLS = (["exercises/__init__.py", "exercises/runner.py", "exercises/check.py", "exercises/stretch_check.py",
+                  "exercises/visible/__init__.py", "exercises/visible/common.py", "exercises/runs/__init__.py",
+                  "exercises/runs/common.py", "exercises/runs/expected.json"]
+                 + [f"exercises/visible/hw{n}.py" for n in ALL] + [f"exercises/runs/hw{n}.py" for n in ALL])
+BINARY = [CHECKPOINT] + [f"exercises/img/hw{n}.png" for n in ALL]
+# the teacher's, never copied (a test greps every copy for them)
+TEACHER = ["exercises/grading/", "exercises/grade.py", "exercises/mutants.py", "exercises/make_handout.py",
+           "exercises/make_notebooks.py", "exercises/INSTRUCTOR.md", "lab/", "tests/"]
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION hw(?P<hw>\d+)(?: hint: (?P<hint>.*))?$")
 END = re.compile(r"^[ \t]*# END SOLUTION$")
 
@@ -83,7 +104,7 @@ def make_handout(out_dir, hws=ALL, root=ROOT):
     if os.path.abspath(out_dir) == os.path.abspath(root):
         raise ValueError("the handout folder must not be the project itself")
     written = []
-    for rel in CODE + HANDOUTS + GRADERS + BINARY:
+    for rel in CODE + HANDOUTS + STUDENT_TOOLS + BINARY:
         with open(os.path.join(root, rel), "rb") as f:
             content = f.read()
         if rel.endswith(".py"):
@@ -103,7 +124,7 @@ def main(argv=None):
     except (OSError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote {len(files)} files to {args.out_dir} (stubbed: {', '.join(f'hw{n}' for n in sorted(set(args.hw)))}); "
-          f"students grade with: python -m exercises.grade N")
+          f"students check with: python -m exercises.check N; grade with: python -m exercises.grade N --root {args.out_dir}")
     return 0
 
 

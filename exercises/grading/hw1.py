@@ -1,9 +1,9 @@
-"""hw1: the forward process and the three prediction targets (Diffusion.q_sample, target, x0_eps)."""
+"""hw1 (hidden): the forward process and the three prediction targets (Diffusion.q_sample, target, x0_eps)."""
 from dataclasses import replace
 
 import torch
 
-from .common import close, micro_cfg
+from ..visible.common import close, micro_cfg
 
 
 def setup(sf, prediction="x0", B=3):
@@ -17,11 +17,14 @@ def setup(sf, prediction="x0", B=3):
 
 
 def check_q_sample_is_the_closed_form(sf):
-    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, each clip at its own t; t = 0 gives x_0 back."""
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, each clip at its own t (a (B,) t), or all at one (a scalar t)."""
     cfg, d, x0, eps, t = setup(sf)
     ab = d.abar[t].reshape(-1, 1, 1, 1, 1)
-    close(d.q_sample(x0, t, eps), ab.sqrt() * x0 + (1 - ab).sqrt() * eps, 1e-6, "q_sample(x0, t, eps)")
-    close(d.q_sample(x0, torch.zeros(3, dtype=torch.long), eps), x0, 1e-6, "q_sample at t = 0")
+    close(d.q_sample(x0, t, eps), ab.sqrt() * x0 + (1 - ab).sqrt() * eps, 1e-6,
+          "q_sample(x0, t, eps) against the forward process, each clip at its own noise level")
+    ab = d.abar[40]
+    close(d.q_sample(x0, torch.tensor(40), eps), ab.sqrt() * x0 + (1 - ab).sqrt() * eps, 1e-6,
+          "q_sample with a scalar t (every clip at t = 40)")
 
 
 def check_q_sample_has_the_right_mean_and_variance(sf):
@@ -44,7 +47,7 @@ def check_target_is_what_each_prediction_regresses(sf):
         cfg, d, x0, eps, t = setup(sf, pred)
         ab = d.abar[t].reshape(-1, 1, 1, 1, 1)
         want = {"eps": eps, "x0": x0, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[pred]
-        close(d.target(x0, t, eps), want, 1e-6, f"target with prediction={pred}")
+        close(d.target(x0, t, eps), want, 1e-6, f"target with prediction={pred}: the quantity that prediction regresses")
 
 
 def check_x0_eps_inverts_the_forward_process(sf):
@@ -53,8 +56,8 @@ def check_x0_eps_inverts_the_forward_process(sf):
         cfg, d, x0, eps, t = setup(sf, pred)
         xt = d.q_sample(x0, t, eps)
         x0_hat, eps_hat = d.x0_eps(xt, t, d.target(x0, t, eps))
-        close(x0_hat, x0, 1e-3, f"x_0 estimate with prediction={pred}")
-        close(eps_hat, eps, 1e-3, f"eps estimate with prediction={pred}")
+        close(x0_hat, x0, 1e-3, f"prediction={pred}: x0_eps must invert the forward process; the x_0 estimate")
+        close(eps_hat, eps, 1e-3, f"prediction={pred}: x0_eps must invert the forward process; the eps estimate")
 
 
 def check_an_eps_error_at_the_first_step_is_amplified_by_one_over_sqrt_abar(sf):

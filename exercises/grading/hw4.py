@@ -1,10 +1,10 @@
-"""hw4: the hand-written LoRA for linear and conv layers (class LoRA): W' = W + (alpha / r) B A, B = 0 at init;
+"""hw4 (hidden): the hand-written LoRA for linear and conv layers (class LoRA): W' = W + (alpha / r) B A, B = 0 at init;
 explicit merge / unmerge; reset."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import close, micro_cfg, micro_model, random_frames
+from ..visible.common import close, micro_cfg, micro_model, random_frames
 
 
 def layers():
@@ -42,9 +42,9 @@ def check_lora_at_init_equals_the_base_layer(sf):
             f"{name}: lora_A and lora_B must be nn.Parameters"
         assert lora.lora_B.shape == (base.weight.shape[0], 4), f"{name}: lora_B shape {tuple(lora.lora_B.shape)}"
         assert lora.lora_A.shape == (4, *base.weight.shape[1:]), f"{name}: lora_A shape {tuple(lora.lora_A.shape)}"
-        assert (lora.lora_B == 0).all(), f"{name}: B must start at zero"
+        assert (lora.lora_B == 0).all(), f"{name}: B must start at zero (the adapted layer equals the base at init)"
         assert lora.lora_A.abs().sum() > 0, f"{name}: A must start random, not zero (or nothing ever learns)"
-        close(lora.scale, 2.0, 1e-12, f"{name}: scale (alpha / r)")
+        close(lora.scale, 2.0, 1e-12, f"{name}: the scale of the update is alpha / r")
         assert torch.equal(lora(x), want), f"{name}: the fresh adapter's output differs from the base layer's"
 
 
@@ -66,10 +66,10 @@ def check_merged_equals_unmerged(sf):
         y = lora(x).detach()
         lora.merge()
         assert lora.merged, f"{name}: merged flag not set"
-        assert not torch.equal(base.weight, W), f"{name}: merge() must change the base weight"
+        assert not torch.equal(base.weight, W), f"{name}: merge() must fold the update into the base weight"
         close(lora(x), y, 1e-5, f"{name}: merged output")
         lora.merge()
-        close(lora(x), y, 1e-5, f"{name}: output after merging twice")
+        close(lora(x), y, 1e-5, f"{name}: output after merging twice (merging an already merged adapter must do nothing)")
 
 
 def check_unmerge_restores_the_slow_weight_bit_for_bit(sf):
@@ -132,6 +132,23 @@ def check_only_lora_A_and_B_get_gradients(sf):
     assert sum(g.abs().sum() for g in grads_A) == 0, "at B = 0 the gradient of A must be zero (dL/dA = B^T ...)"
 
 
+def check_a_is_drawn_from_the_generator_in_the_linear_layers_range(sf):
+    """A is drawn from the `generator` given (the same seed: the same A; another seed: another A; the global RNG
+    neither used nor needed), uniform in +-1/sqrt(fan_in) (fan_in = in x kernel size), and A_init keeps that draw."""
+    for name, base, x in layers():
+        torch.manual_seed(0)
+        a = sf.LoRA(base, 4, 8.0, generator=torch.Generator().manual_seed(3)).lora_A.detach()
+        torch.manual_seed(1)
+        b = sf.LoRA(base, 4, 8.0, generator=torch.Generator().manual_seed(3)).lora_A.detach()
+        c = sf.LoRA(base, 4, 8.0, generator=torch.Generator().manual_seed(4)).lora_A.detach()
+        assert torch.equal(a, b), f"{name}: the same generator seed gave another A (draw A from the generator given)"
+        assert not torch.equal(a, c), f"{name}: another generator seed gave the same A"
+        bound = base.weight[0].numel() ** -0.5
+        assert a.abs().max() <= bound and a.abs().max() > 0.8 * bound, \
+            f"{name}: A's values reach {a.abs().max():.3f}, expected uniform in +-1/sqrt(fan_in) = +-{bound:.3f}"
+
+
 CHECKS = [check_lora_at_init_equals_the_base_layer, check_adapted_output_is_the_low_rank_update,
           check_merged_equals_unmerged, check_unmerge_restores_the_slow_weight_bit_for_bit,
-          check_reset_restores_the_fresh_adapter, check_only_lora_A_and_B_get_gradients]
+          check_reset_restores_the_fresh_adapter, check_only_lora_A_and_B_get_gradients,
+          check_a_is_drawn_from_the_generator_in_the_linear_layers_range]

@@ -1,9 +1,9 @@
-"""hw2: the masked conditional loss (Diffusion.draw, Diffusion.loss): clean context frames at t = 0, the loss on the
+"""hw2 (hidden): the masked conditional loss (Diffusion.draw, Diffusion.loss): clean context frames at t = 0, the loss on the
 target frames only, the action dropped (null tokens) for classifier-free guidance."""
 import torch
 import torch.nn.functional as F
 
-from .common import close, micro_cfg, micro_model, random_frames
+from ..visible.common import close, micro_cfg, micro_model, random_frames
 
 
 class Spy(torch.nn.Module):
@@ -36,15 +36,15 @@ def check_draw_gives_t_eps_and_the_dropped_clips(sf):
     t, eps, drop = d.draw(x0, 0.3, torch.Generator().manual_seed(0))
     assert t.shape == (4000,) and t.dtype == torch.long, f"t: shape {tuple(t.shape)}, dtype {t.dtype}"
     assert t.min() >= 1 and t.max() <= cfg.timesteps, f"t in {t.min()}..{t.max()}, expected 1..{cfg.timesteps}"
-    assert len(t.unique()) > cfg.timesteps * 0.9, "t should cover 1..T"
+    assert len(t.unique()) > cfg.timesteps * 0.9, "t should cover 1..T: one uniform noise level per clip"
     assert eps.shape == x0.shape, f"eps shape {tuple(eps.shape)} != x0 {tuple(x0.shape)}"
     close(eps.mean(), 0.0, 0.01, "mean of eps")
     close(eps.std(), 1.0, 0.01, "std of eps")
     assert drop is not None and drop.dtype == torch.bool and drop.shape == (4000,), "drop: a (B,) bool tensor"
-    close(drop.float().mean(), 0.3, 0.03, "fraction of dropped actions at p_uncond = 0.3")
+    close(drop.float().mean(), 0.3, 0.03, "the fraction of dropped actions at p_uncond = 0.3 (each clip drops with probability p_uncond)")
     assert d.draw(x0[:8], 0.0, torch.Generator().manual_seed(0))[2] is None, "p_uncond = 0: drop should be None"
     t2, eps2, drop2 = d.draw(x0, 0.3, torch.Generator().manual_seed(0))
-    assert torch.equal(t, t2) and torch.equal(eps, eps2) and torch.equal(drop, drop2), "same generator, other draws"
+    assert torch.equal(t, t2) and torch.equal(eps, eps2) and torch.equal(drop, drop2), "the same generator seed gave other draws: every draw must come from `generator`"
 
 
 def check_context_goes_in_clean_at_t_0_and_targets_noised_at_t(sf):
@@ -57,10 +57,12 @@ def check_context_goes_in_clean_at_t_0_and_targets_noised_at_t(sf):
     d.loss(spy, ctx, x0, tokens, draws=(t, eps, None))
     assert len(spy.calls) == 1, f"expected one network call, got {len(spy.calls)}"
     c = spy.calls[0]
-    assert c["n_ctx"] == 2, f"n_ctx = {c['n_ctx']}, expected f_p = 2"
-    assert torch.equal(c["x"][:, :2], ctx), "the context frames must go in clean (no noise)"
-    close(c["x"][:, 2:], d.q_sample(x0, t, eps), 1e-6, "the target frames (expected q_sample(x0, t, eps))")
-    assert torch.equal(c["t"], torch.tensor([[0, 0, 7, 7], [0, 0, 60, 60]])), f"noise levels {c['t'].tolist()}"
+    assert c["n_ctx"] == 2, f"n_ctx = {c['n_ctx']}: the network must be told how many context frames lead the clip"
+    assert torch.equal(c["x"][:, :2], ctx), "the context frames must go in clean: only the targets are noised"
+    close(c["x"][:, 2:], d.q_sample(x0, t, eps), 1e-6, "the target frames (the forward process at the clip's t, "
+          "with the draws given)")
+    assert torch.equal(c["t"], torch.tensor([[0, 0, 7, 7], [0, 0, 60, 60]])), \
+        f"noise levels {c['t'].tolist()}: context frames are marked clean (t = 0), targets carry their clip's t"
     spy = Spy()
     d.loss(spy, ctx[:, :0], x0, tokens, draws=(t, eps, None))
     c = spy.calls[0]
@@ -77,11 +79,11 @@ def check_loss_is_on_the_targets_only(sf):
     guess = torch.randn((2, 4, 3, cfg.size, cfg.size), generator=torch.Generator().manual_seed(3))
     base = d.loss(Spy(lambda x: guess), ctx, x0, tokens, draws=(t, eps, None)).item()
     want = F.mse_loss(guess[:, 2:], d.target(x0, t, eps)).item()
-    close(base, want, 1e-5, "loss (expected mse(target outputs, Diffusion.target))")
+    close(base, want, 1e-5, "the loss: the mean squared error over the target frames of the regression target")
     junk = guess.clone()
     junk[:, :2] += 100.0
     close(d.loss(Spy(lambda x: junk), ctx, x0, tokens, draws=(t, eps, None)).item(), base, 1e-5,
-          "loss with other outputs on the context frames")
+          "the loss must not score the context frames; with other outputs there it changed")
     noisy_ctx = ctx + 0.5 * torch.randn(ctx.shape, generator=torch.Generator().manual_seed(4))
     close(d.loss(Spy(lambda x: guess), noisy_ctx, x0, tokens, draws=(t, eps, None)).item(), base, 1e-5,
           "loss with noise on the context frames (the network's output held fixed)")

@@ -1,4 +1,5 @@
-"""Helpers shared by the checks: a micro config (the tests' micro_cfg) and small models built from the graded module."""
+"""Helpers the checks share: micro configs (the tests' micro_cfg), small models and inputs built from the graded
+module, and a comparison that says what differs."""
 import numpy as np
 import torch
 
@@ -11,6 +12,12 @@ def micro_cfg(sf, **overrides):
     return sf.Config(**{**base, **overrides})
 
 
+def latent_cfg(sf, **overrides):
+    """micro_cfg for a latent model: 16x16 frames, a frame autoencoder to 4 channels of 4x4 latents."""
+    return micro_cfg(sf, **{**dict(latent_channels=4, ae_width=16, attn_levels=(0, 1), temporal_attn_levels=(0, 1)),
+                            **overrides})
+
+
 def micro_model(sf, cfg, seed=0, lora=False):
     """A freshly initialised VideoUNet (seeded), optionally carrying cfg's LoRA layers."""
     torch.manual_seed(seed)
@@ -20,10 +27,22 @@ def micro_model(sf, cfg, seed=0, lora=False):
     return model.eval()
 
 
-def random_frames(cfg, n, seed=0):
-    """(1, n, 3, H, W) in [-1, 1]."""
+def wake(model, scale=0.05, seed=7):
+    """A fresh UNet's output layers start at zero (its blocks start as identities): give them random weights so
+    every layer, the adapted ones included, changes the output."""
     g = torch.Generator().manual_seed(seed)
-    return torch.rand((1, n, 3, cfg.size, cfg.size), generator=g) * 2 - 1
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora" not in n and not n.startswith("autoencoder") and \
+                    ("to_out" in n or "temporal_conv" in n or n.startswith("out")):
+                p.normal_(0, scale, generator=g)
+    return model
+
+
+def random_frames(cfg, n, seed=0, B=1):
+    """(B, n, 3, H, W) in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((B, n, 3, cfg.size, cfg.size), generator=g) * 2 - 1
 
 
 def world_episode(sf, cfg, actions, seed=0):
@@ -38,7 +57,7 @@ def same_state(a, b):
 
 def close(a, b, atol=1e-5, what="values"):
     a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
-    assert a.shape == b.shape, f"{what}: shape {tuple(a.shape)} != {tuple(b.shape)}"
+    assert a.shape == b.shape, f"{what}: shape {tuple(a.shape)}, expected {tuple(b.shape)}"
     err = (a - b).abs().max().item() if a.numel() else 0.0
     assert err <= atol, f"{what}: differ by up to {err:.3g} (allowed {atol:g})"
 
