@@ -30,13 +30,13 @@ train: install
 	$(PY) train.py --export runs/tiny/ckpt.pt runs/tiny/tiny.pt
 	@echo "trained: runs/tiny/tiny.pt; use it with: make demo CKPT=runs/tiny/tiny.pt"
 
-# a latent model on a CPU with one thread (README): the frame autoencoder (~3 CPU-minutes), then the UNet on
-# its frozen 8x8x8 latents (~12 CPU-minutes); the export is a 4 MB checkpoint that carries its autoencoder
+# what a laptop trains in an hour (docs/world-model.md): the frame autoencoder, then the UNet with the carry-forward
+# output on its frozen 16x8x8 latents, on two cores; the export (about 4 MB) carries its autoencoder
 train-cpu: install
-	$(PY) train.py --preset tiny-latent --stage autoencoder --batch 32 --lr 2e-3 --warmup 0 --max-steps 2500 --threads 1 --out runs/tiny-latent-ae
-	$(PY) train.py --preset tiny-latent --autoencoder runs/tiny-latent-ae/ckpt.pt --max-steps 2000 --threads 1 --out runs/tiny-latent
-	$(PY) train.py --export runs/tiny-latent/ckpt.pt runs/tiny-latent/tiny-latent.pt
-	@echo "trained: runs/tiny-latent/tiny-latent.pt; use it with: python generate.py --ckpt runs/tiny-latent/tiny-latent.pt"
+	$(PY) train.py --preset laptop --stage autoencoder --batch 32 --lr 2e-3 --warmup 0 --max-steps 8000 --threads 2 --out runs/laptop-ae
+	$(PY) train.py --preset laptop --autoencoder runs/laptop-ae/ckpt.pt --max-steps 4000 --threads 2 --snapshot-every 500 --out runs/laptop
+	$(PY) train.py --export runs/laptop/ckpt.pt runs/laptop/laptop.pt
+	@echo "trained: runs/laptop/laptop.pt; use it with: make demo CKPT=runs/laptop/laptop.pt"
 
 test:
 	$(PY) -m pip install -q -r requirements.txt pytest $(TEACH)

@@ -125,6 +125,10 @@ PRESETS = {
     # the tiny world on 8x8x8 latents of a frame autoencoder, as the paper works on its VAE's latents (a CPU)
     "tiny-latent": dict(latent_channels=8, attn_levels=(0, 1, 2), temporal_attn_levels=(0, 1, 2), batch=16,
                         out="runs/tiny-latent"),
+    # what a laptop trains in an hour (make train-cpu): the tiny world on 16x8x8 latents, and the carry-
+    # forward output, so what was in view stays in view (docs/world-model.md)
+    "laptop": dict(latent_channels=16, warp_output=True, attn_levels=(0, 1, 2),
+                   temporal_attn_levels=(0, 1, 2), batch=16, out="runs/laptop"),
 }
 
 
@@ -356,8 +360,9 @@ class VideoUNet(nn.Module):
             self.down.append(nn.ModuleList([ResBlock(c_prev, c, E), attn, down]))
             skips.append(c)
             c_prev = c
-        self.mid1, self.mid2 = ResBlock(c_prev, c_prev, E), ResBlock(c_prev, c_prev, E)
+        self.mid1 = ResBlock(c_prev, c_prev, E)  # the middle, built in this order (the seed's draws follow)
         self.mid_attn = AttnBlock(c_prev, cfg, True, True)
+        self.mid2 = ResBlock(c_prev, c_prev, E)
         for lv, c in reversed(list(enumerate(ch))):
             attn = AttnBlock(c, cfg, lv in cfg.attn_levels, lv in cfg.temporal_attn_levels)
             up = nn.Identity() if lv == 0 else nn.Conv2d(c, ch[lv - 1], 3, padding=1)

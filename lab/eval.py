@@ -42,6 +42,8 @@ def extra_flags(p):
     common.rule_flags(p)
     p.add_argument("--slow", type=int, default=0, help="single-chunk prediction on this many test worlds (the slow model alone)")
     p.add_argument("--rollouts", type=int, default=20, help="with --slow: 8-chunk rollouts (PSNR per chunk) on this many worlds")
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="the held-out test worlds, or the validation worlds (to tune on)")
     p.add_argument("--data", dest="data_dir", default=None,
                    help="with --slow: measure on the held-out videos of this folder of your videos (annotations.jsonl)")
 
@@ -110,11 +112,12 @@ def evaluate(args, model, cfg, diffusion):
     """Held-out episodes, the same for every row. Prints the table; eval_<trajectory>.json is written after every row."""
     device = next(model.parameters()).device
     rng = np.random.default_rng(cfg.seed)
-    seeds = [cfg.test_seeds[0] + i for i in range(args.worlds)]
+    first = cfg.val_seeds[0] if args.split == "val" else cfg.test_seeds[0]  # tune on val, report on test
+    seeds = [first + i for i in range(args.worlds)]
     episodes = [(s, data.make_actions(args.trajectory, rng, n=args.out_chunks)) for s in seeds]
     # the "return leg": the second half of a kind that revisits the first (the walk back, or the second lap)
     n_ret = len(episodes[0][1]) // 2 if args.trajectory in data.REVISIT_KINDS else 0
-    rows, per_seed, first_videos, outward_memory = [], {}, {}, {}
+    rows, per_seed, first_videos, outward_memory, pending = [], {}, {}, {}, {}
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, f"eval_{args.trajectory}.json")
     for name, over, rule, fast, control in eval_arms(args, cfg):
@@ -139,10 +142,28 @@ def evaluate(args, model, cfg, diffusion):
         row.update(return_gain=float(np.mean(gain)), seeds_improved=int(np.sum(gain > 0)),
                    return_gain_ci=list(bootstrap_ci(gain)[1:]),  # paired by world, against the first row
                    return_psnr_per_world=[s["return_psnr"] for s in scores],
-                   src_psnr_per_world=[s["src_psnr"] for s in scores])  # to pool runs of other seeds
+                   src_psnr_per_world=[s["src_psnr"] for s in scores],  # to pool runs of other seeds
+                   src_ssim_per_world=[s["src_ssim"] for s in scores])
+        if n_ret:  # SRC, the paper's memory measure: a revisit against the video's own first visit
+            row.update(src_paired(row, rows[0] if rows else row, "none"))
+            if name == "frozen at the turn" and CONTROL in [a[0] for a in eval_arms(args, cfg)]:
+                pending[name] = row  # compared with another world's LoRA once that row is done
+            if name == CONTROL and "frozen at the turn" in pending:
+                own = pending.pop("frozen at the turn")
+                own.update(src_paired(own, row, "another"))
+                kept = np.subtract(own["return_psnr_per_world"], rows[0]["return_psnr_per_world"]) >= 0
+                own["goal_worlds"] = int(np.sum((np.array(own["src_gain_vs_none_per_world"]) >= 3) &
+                                                (np.array(own["src_gain_vs_another_per_world"]) >= 3) & kept))
         rows.append(row)
         video.write_json(path, dict(checkpoint=args.ckpt, trajectory=args.trajectory, worlds=seeds, rows=rows))  # kept if stopped
     print_table(rows, args.worlds)
+    for r in rows[1:]:  # the paper's memory measure, paired by world
+        if "src_gain_vs_none" in r:
+            line = f"{r['arm']}: SRC-PSNR {r['src_gain_vs_none']:+.2f} dB {fmt_ci(r['src_gain_vs_none_ci'])} over no memory"
+            if "src_gain_vs_another" in r:
+                line += (f", {r['src_gain_vs_another']:+.2f} dB {fmt_ci(r['src_gain_vs_another_ci'])} over another world's "
+                         f"LoRA; +3 dB over both with the return leg kept in {r['goal_worlds']}/{args.worlds} worlds")
+            print(line)
     if "TEMP-LoRA" in first_videos:  # the first world: without memory | with memory | ground truth
         gif = os.path.join(args.out_dir, f"eval_{args.trajectory}.gif")
         video.write_video(gif, video.panels(first_videos[BASE], first_videos["TEMP-LoRA"], first_truth, truth=first_truth,
@@ -150,6 +171,25 @@ def evaluate(args, model, cfg, diffusion):
                                             labels=["without memory", "TEMP-LoRA", "ground truth"]))
     print(f"wrote {path} (after every row)")
     return rows
+
+
+CONTROL = "control: another world's LoRA frozen at the turn"
+
+
+def fmt_ci(ci):
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+def src_paired(row, other, name):
+    """SRC-PSNR and SRC-SSIM of `row` minus those of `other`, paired by world, with 95% bootstrap intervals, and
+    the worlds where the memory goal of the lab holds against it: SRC-PSNR at least 3 dB higher while the return
+    leg's PSNR against the truth is not below the row without fast learning's."""
+    d_psnr = np.subtract(row["src_psnr_per_world"], other["src_psnr_per_world"])
+    d_ssim = np.subtract(row["src_ssim_per_world"], other["src_ssim_per_world"])
+    return {f"src_gain_vs_{name}": float(d_psnr.mean()), f"src_gain_vs_{name}_ci": list(bootstrap_ci(d_psnr)[1:]),
+            f"src_ssim_gain_vs_{name}": float(d_ssim.mean()),
+            f"src_ssim_gain_vs_{name}_ci": list(bootstrap_ci(d_ssim)[1:]),
+            f"src_gain_vs_{name}_per_world": d_psnr.round(3).tolist()}
 
 
 def print_table(rows, n):
@@ -166,7 +206,8 @@ def slow_items(args, cfg):
     """The single-chunk items of --slow: held-out test worlds (data.chunk_items: known region and shift oracle),
     or with --data the held-out videos of your folder (every chunk with a chunk before it; whole frames only)."""
     if not args.data_dir:
-        return data.chunk_items(cfg.test_seeds, args.slow, cfg.world(), seed=cfg.seed)
+        seeds = cfg.val_seeds if args.split == "val" else cfg.test_seeds
+        return data.chunk_items(seeds, args.slow, cfg.world(), seed=cfg.seed)
     K = cfg.chunk
     eps = [e for e in video.load_folder(args.data_dir, cfg.world()) if e.split == "val"]
     if not eps:
@@ -209,7 +250,7 @@ def evaluate_slow(args, model, cfg, diffusion):
         chunk_psnr.append(metrics.score(res["frames"], truth, positions, cfg.chunk, 4)["chunk_psnr"])
     out = {k: round(v, 3) for k, v in out.items()}
     out.update(items=len(items["target"]), rollout_chunk_psnr=np.mean(chunk_psnr, 0).round(2).tolist() if chunk_psnr else [])
-    where = args.data_dir or "held-out test worlds"
+    where = args.data_dir or f"held-out {args.split} worlds"
     if "known_psnr" in out:
         print(f"single chunk ({out['items']} items, {where}): known region {out['known_psnr']:.2f} dB (shift oracle: "
               f"exact there); whole frame {out['psnr']:.2f} dB, gain {out['gain']:+.2f} dB over repeat-last "

@@ -69,6 +69,10 @@ def test_frozen_at_the_turn_arms_share_the_outward_leg_and_differ_only_by_whose_
     assert fast["outward_psnr"] == own["outward_psnr"] == other["outward_psnr"]  # one outward leg for all three
     assert own["return_psnr_per_world"] != other["return_psnr_per_world"]  # the returns differ by the LoRA
     assert own["return_psnr_per_world"] != fast["return_psnr_per_world"]  # frozen: no learning on the return
+    # SRC, paired by world against no memory and against another world's LoRA, and the lab's goal count
+    d = np.subtract(own["src_psnr_per_world"], other["src_psnr_per_world"])
+    assert np.isclose(own["src_gain_vs_another"], d.mean()) and own["src_gain_vs_another_per_world"] == d.round(3).tolist()
+    assert np.isclose(own["src_gain_vs_none"], own["src_psnr"] - rows[0]["src_psnr"]) and 0 <= own["goal_worlds"] <= 3
     # with one world, "another world" is the same world: the two arms must then be the same video
     one = lab_eval.main(flags + ["--worlds", "1", "--arms", arms, "--out", str(tmp_path / "f")])
     assert one[1]["return_psnr_per_world"] == one[2]["return_psnr_per_world"]
