@@ -27,8 +27,8 @@ WEIGHT_FIELDS = ("channels", "mults", "attn_levels", "temporal_attn_levels", "he
 
 # the fields that change a generation from a trained checkpoint (generate.py and the lab take only these)
 GENERATION_FIELDS = ("guidance", "sample_steps", "eta", "fast_learning", "lora_rank", "lora_alpha",
-                     "lora_targets", "fast_steps", "fast_lr", "speed", "canvas", "dynamics", "seed", "device",
-                     "threads")
+                     "lora_targets", "fast_steps", "fast_lr", "fast_draws", "speed", "canvas", "dynamics",
+                     "seed", "device", "threads")
 
 
 def check_weight_fields(path, stored, cfg):
@@ -136,8 +136,8 @@ def validate(cfg):
          f"--device {cfg.device!r}: use auto, cpu, cuda or mps"),
     ]
     for name in ("channels", "size", "canvas", "chunk", "batch", "max_steps", "timesteps", "sample_steps",
-                 "lora_rank", "heads", "text_dim", "log_every", "eval_every", "ckpt_every", "loop_episodes",
-                 "loop_out_chunks"):
+                 "fast_draws", "lora_rank", "heads", "text_dim", "log_every", "eval_every", "ckpt_every",
+                 "loop_episodes", "loop_out_chunks"):
         value = getattr(cfg, name)
         checks.append((value > 0, f"--{name.replace('_', '-')} must be positive, got {value}"))
     checks += [

@@ -76,6 +76,7 @@ class Config:
     fast_steps: int = 2                # Adam steps on the fast loss per chunk (the largest update within +25%
                                        # time, docs/results.md)
     fast_lr: float = 1e-3              # fast learning rate
+    fast_draws: int = 1                # noise draws of the window per fast step, in one batch
     # --- training (slow learning)
     batch: int = 8                     # clips per step (tiny on a CPU: peak RSS 1.7 GB; batch 16: 2.75 GB)
     lr: float = 1e-3                   # peak AdamW learning rate
@@ -775,9 +776,12 @@ def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, e
 
 def fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, generator=None, window=local_window):
     """Algorithm 1a's update after a chunk: the window of the fast rule (the paper's `local_window`; the lab
-    passes others) learned for cfg.fast_steps steps. tokens (1, L): the newest chunk's action.
-    Returns the last loss (nan: rolled back)."""
+    passes others) learned for cfg.fast_steps steps, each on cfg.fast_draws noise draws of it in one batch
+    (our knob: the paper does not say). tokens (1, L): the newest chunk's action. Returns the last loss
+    (nan: rolled back)."""
     ctx, x0, tokens = window(history, tokens)
+    if cfg.fast_draws > 1:  # the same window n times: each copy gets its own noise level t and noise eps
+        ctx, x0, tokens = (z.repeat(cfg.fast_draws, *[1] * (z.dim() - 1)) for z in (ctx, x0, tokens))
     return fast_update(model, diffusion, opt, ctx, x0, tokens, cfg.fast_steps, generator)
 
 

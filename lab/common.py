@@ -35,6 +35,8 @@ def rule_flags(p):
                    help="local (the paper), original (text Temp-LoRA) or global (whole history): lab/rules.py")
     p.add_argument("--fast-reverse", action="store_true",
                    help="also learn each window played backwards (ours; local and global rules)")
+    p.add_argument("--fast-t-min", type=float, default=0.0,
+                   help="the fast loss draws noise levels in [t_min T, T] only (ours; lab/rules.py FastNoise)")
 
 
 def kind_flags(p, what):
@@ -50,6 +52,10 @@ def main(command, argv, p):
             raise ValueError("--fast-reverse plays a window without context backwards: use --fast-rule local or global")
         cli.check_writable(args.out_dir)
         model, cfg, diffusion = cli.build(args)
+        if getattr(args, "fast_t_min", 0.0):  # generation never draws noise levels: only fast learning changes
+            if not 0 < args.fast_t_min < 1:
+                raise ValueError(f"--fast-t-min {args.fast_t_min}: a fraction of the noise levels in (0, 1)")
+            diffusion = rules.FastNoise(cfg, next(model.parameters()).device, args.fast_t_min)
         return command(args, model, cfg, diffusion)
     except ValueError as e:
         sys.exit(f"error: {e}")

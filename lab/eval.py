@@ -236,6 +236,9 @@ def evaluate_slow(args, model, cfg, diffusion):
     gen = sfvgen.to_frames(x, ae)
     if "known" in items:
         out = metrics.chunk_scores(gen, items)
+        if ae is not None:  # what the autoencoder alone keeps: a latent model cannot do better on decoded frames
+            rec = metrics.chunk_scores(sfvgen.to_frames(sfvgen.to_model(items["target"], device, ae), ae), items)
+            out.update(autoencoder_known_psnr=rec["known_psnr"], autoencoder_psnr=rec["psnr"])
     else:  # your videos: no geometry, so no known region or oracle
         last = np.repeat(items["context"][:, -1:], cfg.chunk, axis=1)
         out = dict(psnr=float(np.mean([metrics.psnr(g, t) for g, t in zip(gen, items["target"])])),
@@ -255,6 +258,9 @@ def evaluate_slow(args, model, cfg, diffusion):
         print(f"single chunk ({out['items']} items, {where}): known region {out['known_psnr']:.2f} dB (shift oracle: "
               f"exact there); whole frame {out['psnr']:.2f} dB, gain {out['gain']:+.2f} dB over repeat-last "
               f"({out['repeat_last_psnr']:.2f}); flat frame {out['flat_psnr']:.2f}, shift oracle {out['oracle_psnr']:.2f}")
+        if "autoencoder_known_psnr" in out:
+            print(f"the autoencoder alone (its reconstruction of the targets): known region {out['autoencoder_known_psnr']:.2f} dB, "
+                  f"whole frame {out['autoencoder_psnr']:.2f} dB")
     else:
         print(f"single chunk ({out['items']} items, {where}): whole frame {out['psnr']:.2f} dB, gain {out['gain']:+.2f} dB "
               f"over repeat-last ({out['repeat_last_psnr']:.2f})")

@@ -10,6 +10,10 @@ chunks [X_0 (the start frame), X_1, .., X_i] (each (1, N_i, 3, H, W)) and the ne
     global    [X_{j-1} ; X_j], j drawn from the whole history            the paper's ablation (Table 3)
     reversed  a rule's window and the same window played backwards      ours, not the paper's (--fast-reverse)
 
+And the noise levels the fast loss draws (ours, --fast-t-min): `FastNoise` is a Diffusion whose loss draws t in
+[t_min T, T] only. Generation samples with `Diffusion.sample`, which never draws, so handing generate_long a
+FastNoise changes fast learning alone.
+
 python -m lab.eval --ablate measures them (the paper's Table 3 rows on the fast rule).
 """
 import numpy as np
@@ -60,3 +64,16 @@ def make_window(rule="local", reverse=False, rng=None):
     if rule == "global":
         window = global_window(np.random.default_rng(0) if rng is None else rng)
     return reversed_window(window) if reverse else window
+
+
+class FastNoise(sfvgen.Diffusion):
+    """sfvgen.Diffusion whose loss draws the noise level t uniformly in [max(1, t_min T), T] (t_min a fraction):
+    the fast loss then learns only the noise levels where a frame's content is decided (ours)."""
+
+    def __init__(self, cfg, device="cpu", t_min=0.0):
+        super().__init__(cfg, device)
+        self.t_lo = max(1, int(round(t_min * self.T)))
+
+    def draw(self, x0, p_uncond=0.0, generator=None):
+        t, eps, drop = super().draw(x0, p_uncond, generator)
+        return self.t_lo + (t - 1) * (self.T - self.t_lo + 1) // self.T, eps, drop  # 1..T onto t_lo..T

@@ -108,3 +108,21 @@ def test_reversed_snapshots_of_the_loop_equal_the_lora_after_i_reversed_updates(
         window = torch.cat([X[i], X[i + 1]], 1)
         window = torch.cat([window, window.flip(1)])
         sfvgen.fast_update(model, diffusion, opt, window[:, :0], window, sfvgen.null_tokens(2, "cpu"), cfg.fast_steps, gen)
+
+
+def test_fast_noise_draws_only_high_noise_levels_and_leaves_sampling_alone():
+    """--fast-t-min: the fast loss's noise levels lie in [t_min T, T], drawn with the same random numbers as the
+    plain rule (rows stay paired), and a video without fast learning is the same video."""
+    cfg = micro_cfg()
+    plain, high = sfvgen.Diffusion(cfg), rules.FastNoise(cfg, t_min=0.5)
+    x0 = torch.zeros(64, 2, 3, 4, 4)
+    t0, eps0, _ = plain.draw(x0, generator=torch.Generator().manual_seed(0))
+    t1, eps1, _ = high.draw(x0, generator=torch.Generator().manual_seed(0))
+    assert t1.min() >= cfg.timesteps // 2 and t1.max() <= cfg.timesteps and torch.equal(eps0, eps1)
+    assert (t1 >= t0).all() and all((t0[i] <= t0[j]) <= (t1[i] <= t1[j]) for i in range(8) for j in range(8))  # in order
+    torch.manual_seed(0)
+    model = sfvgen.VideoUNet(cfg)
+    first = np.zeros((cfg.size, cfg.size, 3), np.uint8)
+    a = sfvgen.generate_long(model, plain, cfg, first, ["go right"] * 2, fast_learning=False, seed=1)["frames"]
+    b = sfvgen.generate_long(model, high, cfg, first, ["go right"] * 2, fast_learning=False, seed=1)["frames"]
+    assert np.array_equal(a, b)

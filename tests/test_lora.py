@@ -218,3 +218,25 @@ def test_a_diverging_fast_update_is_rolled_back_and_generation_goes_on(monkeypat
     assert res["frames"].shape[0] == 1 + 3 * cfg.chunk
     assert all(torch.isfinite(v).all() for v in sfvgen.lora_state(model).values())
     assert "rolled back" in capsys.readouterr().out
+
+
+def test_fast_draws_learn_the_window_as_a_batch_of_noisy_copies():
+    """--fast-draws n: each fast step learns n copies of the window, each with its own noise level and noise (one
+    batch): the same update as the fast loss on the window repeated n times along the batch."""
+    model, cfg, _ = model_and_inputs()
+    sfvgen.add_lora(model, "temporal", rank=4, alpha=4)
+    diff = sfvgen.Diffusion(cfg)
+    hist = [torch.rand(1, 1 if i == 0 else cfg.chunk, 3, cfg.size, cfg.size) * 2 - 1 for i in range(3)]
+    results = []
+    for draws in (3, None):
+        sfvgen.reset_lora(model)
+        opt = torch.optim.Adam(sfvgen.lora_parameters(model), lr=1e-2)
+        if draws:
+            loss = sfvgen.fast_learn_chunk(model, diff, opt, hist, None, replace(cfg, fast_draws=draws),
+                                           torch.Generator().manual_seed(0))
+        else:  # by hand: the local window, three times along the batch
+            ctx, x0, tok = sfvgen.local_window(hist, None)
+            loss = sfvgen.fast_update(model, diff, opt, ctx.repeat(3, 1, 1, 1, 1), x0.repeat(3, 1, 1, 1, 1),
+                                      tok.repeat(3, 1), cfg.fast_steps, torch.Generator().manual_seed(0))
+        results.append((loss, sfvgen.lora_state(model)))
+    assert results[0][0] == results[1][0] and all(torch.equal(v, results[1][1][k]) for k, v in results[0][1].items())
