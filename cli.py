@@ -42,9 +42,9 @@ def check_weight_fields(path, stored, cfg):
 
 def _field_help():
     """Each field's trailing comment in the Config source is its --help text (with the comment lines right
-    under it that continue it)."""
+    under it that continue it; a "# ---" line starts the next section)."""
     src = inspect.getsource(sfvgen.Config)
-    found = re.findall(r"^\s+(\w+): [^#\n]+#\s*(.+)$((?:\n\s+#\s*.+$)*)", src, flags=re.M)
+    found = re.findall(r"^\s+(\w+): [^#\n]+#\s*(.+)$((?:\n\s+#(?!\s*---)\s*.+$)*)", src, flags=re.M)
     return {name: " ".join([first] + re.findall(r"#\s*(.+)", more)) for name, first, more in found}
 
 

@@ -31,10 +31,18 @@ def measure(path, n, seed=0, threads=1):
     with torch.no_grad():
         x = sfvgen.Diffusion(cfg).sample(model, sfvgen.to_model(items["context"], None, ae),
                                          torch.as_tensor(items["tokens"]), cfg.chunk, torch.Generator().manual_seed(seed))
-    ae_minutes = 0.0
+    return ckpt.get("step", 0), ckpt.get("cpu_minutes", 0.0) + before(cfg), metrics.chunk_scores(sfvgen.to_frames(x, ae), items)
+
+
+def before(cfg):
+    """CPU-minutes spent before a run began: its autoencoder's, and those of the run it continues (--init)."""
+    minutes = 0.0
     if cfg.latent_channels and cfg.autoencoder and os.path.exists(cfg.autoencoder):
-        ae_minutes = sfvgen.load_checkpoint(cfg.autoencoder, require=("autoencoder",)).get("cpu_minutes", 0.0)
-    return ckpt.get("step", 0), ckpt.get("cpu_minutes", 0.0) + ae_minutes, metrics.chunk_scores(sfvgen.to_frames(x, ae), items)
+        minutes += sfvgen.load_checkpoint(cfg.autoencoder, require=("autoencoder",)).get("cpu_minutes", 0.0)
+    if cfg.init and os.path.exists(cfg.init):
+        init = sfvgen.load_checkpoint(cfg.init)
+        minutes += init.get("cpu_minutes", 0.0) + before(sfvgen.Config(**init["config"]))
+    return minutes
 
 
 def main(argv=None):

@@ -34,7 +34,9 @@ def test_two_processes_take_the_same_steps_as_one_process_with_the_same_global_b
     logged = [json.loads(line) for line in res.stdout.splitlines() if line.startswith('{"step"')]
     assert [r["step"] for r in logged] == [1, 2, 3]  # one log line per step: rank 0 logs, rank 1 does not
     assert [r["loss"] for r in logged] == pytest.approx(one["losses"], abs=1e-5)  # the global batch's loss
-    assert os.listdir(tmp_path / "ddp") == ["ckpt.pt"]  # one writer, no temp file left behind
+    assert sorted(os.listdir(tmp_path / "ddp")) == ["ckpt.pt", "log.jsonl"]  # one writer, no temp file left behind
+    with open(tmp_path / "ddp" / "log.jsonl") as f:
+        assert [json.loads(line)["step"] for line in f] == [1, 2, 3]  # rank 0 alone appends to the log
 
     a = torch.load(tmp_path / "one" / "ckpt.pt", weights_only=True)
     b = torch.load(tmp_path / "ddp" / "ckpt.pt", weights_only=True)
