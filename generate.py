@@ -12,6 +12,7 @@ actions); none for --first-frame. --memory-out / --memory-in save the episodic m
 continue from it. Only the settings that change a generation are flags here (--fast-steps 8, --lora-targets
 all, --no-fast-learning, ...); the checkpoint's own config is the base. Measurements live in lab/.
 """
+import math
 import os
 import sys
 import time
@@ -181,11 +182,12 @@ def write_outputs(args, shown, where, results, arms, from_start, K):
         if "psnr" not in s:
             print(f"{name:>15}: no scores (no truth to compare with)")
             continue
-        extra = f"  return-leg PSNR {s['return_psnr']:.2f} dB  SRC-PSNR {s['src_psnr']:.2f} dB  " \
+        src = "no revisit" if math.isnan(s.get("src_psnr", math.nan)) else f"{s['src_psnr']:.2f} dB"
+        extra = f"  return-leg PSNR {s['return_psnr']:.2f} dB  SRC-PSNR {src}  " \
                 f"scene cuts {s['scene_cuts']}" if "return_psnr" in s else ""
         print(f"{name:>15}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.3f}{extra}")
-    print(f"wrote {path} ({' | '.join(labels)}; bars: PSNR against the truth, yellow: a revisit) "
-          f"and {args.out_dir}/metrics.json")
+    marks = "; bars: PSNR against the truth, yellow: a revisit" if bars is not None else ""
+    print(f"wrote {path} ({' | '.join(labels)}{marks}) and {args.out_dir}/metrics.json")
 
 
 if __name__ == "__main__":

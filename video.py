@@ -12,6 +12,7 @@ Frames are uint8 (N, H, W, 3) here, as everywhere outside the model.
 """
 import argparse
 import json
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -45,8 +46,15 @@ def atomic_write(path):
 
 
 def write_json(path, obj):
+    """Strict JSON: a measure with nothing to measure (NaN, e.g. SRC of a video without a revisit) is null."""
+    def finite(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: finite(v) for k, v in x.items()}
+        return [finite(v) for v in x] if isinstance(x, (list, tuple)) else x
     with atomic_write(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
+        json.dump(finite(obj), f, indent=1, allow_nan=False)
 
 
 def save_npy(path, array):
