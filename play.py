@@ -1,7 +1,7 @@
 """Play in the world model: drive the camera with the arrow keys and watch every chunk dreamed twice, by the model
 with no memory and by the model with memory (a TEMP-LoRA of fast weights that learns while you play), beside the truth.
 
-    python play.py --ckpt checkpoints/tiny-latent.pt [--sample-steps 10] [--port 8000] [--host 127.0.0.1]
+    python play.py --ckpt checkpoints/laptop.pt [--sample-steps 10] [--port 8000] [--host 127.0.0.1]
     python play.py --ckpt runs/mine/ckpt.pt --data my_videos [--video pan3.mp4]     # start from your own video
         then open the address it prints; /?auto=go right,go right,go left plays those actions by itself
         (and &view=memory then opens the memory view)

@@ -10,7 +10,7 @@ from conftest import micro_cfg
 
 import data
 import sfvgen
-from lab import common
+from lab import common, memory_curve
 from lab import eval as lab_eval
 
 
@@ -76,6 +76,13 @@ def test_frozen_at_the_turn_arms_share_the_outward_leg_and_differ_only_by_whose_
     # with one world, "another world" is the same world: the two arms must then be the same video
     one = lab_eval.main(flags + ["--worlds", "1", "--arms", arms, "--out", str(tmp_path / "f")])
     assert one[1]["return_psnr_per_world"] == one[2]["return_psnr_per_world"]
+    # the memory curve reads the run back: one point, its price the TEMP-LoRA row's time over no memory's
+    (pt,) = memory_curve.main([str(tmp_path / "e"), "--out", str(tmp_path / "c")])
+    assert pt["src_other"][0] == own["src_gain_vs_another"] and pt["goal"] == own["goal_worlds"]
+    assert pt["time"] == fast["seconds_per_frame"] / rows[0]["seconds_per_frame"]
+    assert "| e |" in open(tmp_path / "c" / "memory_curve.md").read()
+    with pytest.raises(SystemExit, match="not a finished lab.eval run"):  # a run without the frozen arms
+        memory_curve.main([str(tmp_path / "f"), "--out", str(tmp_path / "c")])
 
 
 def test_the_ablation_rows_name_their_rule_and_unknown_rows_are_refused(ckpt, tmp_path):
