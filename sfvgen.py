@@ -777,7 +777,7 @@ def fast_update(model, diffusion, opt, ctx, x0, tokens, steps, generator=None, e
 def fast_learn_chunk(model, diffusion, opt, history, tokens, cfg, generator=None, window=local_window):
     """Algorithm 1a's update after a chunk: the window of the fast rule (the paper's `local_window`; the lab
     passes others) learned for cfg.fast_steps steps, each on cfg.fast_draws noise draws of it in one batch
-    (our knob: the paper does not say). tokens (1, L): the newest chunk's action. Returns the last loss
+    (our choice: the paper takes one). tokens (1, L): the newest chunk's action. Returns the last loss
     (nan: rolled back)."""
     ctx, x0, tokens = window(history, tokens)
     if cfg.fast_draws > 1:  # the same window n times: each copy gets its own noise level t and noise eps

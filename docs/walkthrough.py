@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 import data  # noqa: E402
 import metrics  # noqa: E402
 import sfvgen  # noqa: E402
-from exercises.runs.common import DEFAULT_CHECKPOINT  # noqa: E402  (the classroom's checkpoint: one constant)
+from exercises.runs.common import DEFAULT_CHECKPOINT, strip  # noqa: E402  (the classroom's checkpoint; rows of frames as one picture)
 
 p = argparse.ArgumentParser(description="The method, step by step, with a PNG per step.")
 p.add_argument("--quick", action="store_true", help="fewer chunks and denoising steps (CI)")
@@ -41,17 +41,6 @@ QUICK = args.quick or os.environ.get("SFVGEN_QUICK", "") not in ("", "0")
 os.makedirs(args.out, exist_ok=True)
 torch.set_num_threads(1)
 t_start = time.time()
-
-
-def strip(rows, scale=3, gap=2):
-    """Rows of frames ((N, H, W, 3) uint8 each, N may differ) -> one uint8 image, frames side by side."""
-    H, W = rows[0].shape[1:3]
-    n = max(len(r) for r in rows)
-    img = np.full((len(rows) * (H + gap), n * (W + gap), 3), 255, np.uint8)
-    for i, r in enumerate(rows):
-        for j, f in enumerate(r):
-            img[i * (H + gap):i * (H + gap) + H, j * (W + gap):j * (W + gap) + W] = f
-    return img.repeat(scale, 0).repeat(scale, 1)
 
 
 def save(name, img):

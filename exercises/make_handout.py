@@ -22,6 +22,8 @@ import os
 import re
 import sys
 
+import video
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -88,15 +90,13 @@ def stub(text, hws):
 
 
 def write(path, content):
-    """Write bytes only when they differ (so regenerating leaves file times alone), through a temp name."""
+    """Write bytes only when they differ (so regenerating leaves file times alone), all or nothing."""
     if os.path.isfile(path):
         with open(path, "rb") as f:
             if f.read() == content:
                 return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "wb") as f:
+    with video.atomic_write(path) as tmp, open(tmp, "wb") as f:
         f.write(content)
-    os.replace(path + ".tmp", path)
 
 
 def make_handout(out_dir, hws=ALL, root=ROOT):

@@ -16,6 +16,8 @@ import os
 import re
 import sys
 
+import video
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HWS = tuple(range(1, 8))
@@ -130,9 +132,8 @@ def write(nb, path):
         with open(path) as f:
             if f.read() == text:
                 return path
-    with open(path + ".tmp", "w") as f:
+    with video.atomic_write(path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.replace(path + ".tmp", path)
     return path
 
 

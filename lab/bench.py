@@ -32,7 +32,6 @@ Prints one table row per measured thing and writes everything to --json (atomica
 """
 import argparse
 import copy
-import json
 import os
 import platform
 import resource
@@ -49,6 +48,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import cli
 import data
 import sfvgen
+import video
 from sfvgen import Diffusion, VideoUNet, to_model
 
 PEER_INSTALL = "export PYTHONPATH=$(bash ../shared/peer_vdp.sh)"
@@ -386,15 +386,6 @@ def device_name(device):
         return platform.processor() or platform.machine()
 
 
-def write_json(path, obj):
-    """Temp file in the same folder, then rename: a reader never sees a half-written file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def flops_str(x):
     """FLOP/s in G below a tera, else in T (a GPU's peak is hundreds of TFLOP/s)."""
     return f"{x / 1e12:.1f} TFLOP/s" if x >= 1e12 else f"{x / 1e9:.1f} GFLOP/s"
@@ -480,7 +471,7 @@ def main():
     out["meta"]["total_s"] = time.perf_counter() - t_start
     print()
     print_table(rows)
-    write_json(args.json, out)
+    video.write_json(args.json, out)
     print(f"\nwrote {args.json} ({out['meta']['total_s']:.0f} s in all)")
 
 

@@ -1,5 +1,6 @@
 """What the lab's entry points share: the parser, building the model from a checkpoint, a timed generation,
-row selection (--arms) and the start frame of a video continued from sfvgen.Memory.start.
+row selection (--arms), the start frame of a video continued from sfvgen.Memory.start, and writing a table or a
+figure (matplotlib is the optional `plots` extra).
 
 Every entry point takes the generation settings of the core (cli.GENERATION_FIELDS: --fast-steps 8,
 --lora-targets all, --seed 3, ...) on top of the checkpoint's config, plus its own flags; --out is the folder
@@ -14,6 +15,7 @@ import torch
 import cli
 import data
 import sfvgen
+import video
 
 from . import rules
 
@@ -90,3 +92,29 @@ def peak_memory_mb(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+def write_table(path, rows):
+    """A markdown table (a list of its lines) to path, all or nothing (video.atomic_write)."""
+    with video.atomic_write(path) as tmp, open(tmp, "w") as f:
+        f.write("\n".join(rows) + "\n")
+
+
+def pyplot(what):
+    """matplotlib.pyplot on the Agg backend, or None after one line saying that `what` is not drawn."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"matplotlib is not installed: no {what} (pip install \".[plots]\")")
+        return None
+    return plt
+
+
+def save_figure(plt, fig, path):
+    """fig as a PNG at path, all or nothing (video.atomic_write), then closed."""
+    fig.tight_layout()
+    with video.atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)

@@ -22,6 +22,8 @@ import metrics
 import sfvgen
 import video
 
+from . import common
+
 
 def measure(path, n, seed=0, threads=1):
     """(step, CPU-minutes with the autoencoder's, single-chunk scores) of one snapshot, on n held-out test items."""
@@ -74,14 +76,9 @@ def main(argv=None):
              "|---|---|---|---|---|"]
     table += [f"| {r['run']} | {r['step']} | {r['cpu_minutes']:.1f} | {r['known_psnr']:.2f} dB | {r['gain']:+.2f} dB |"
               for r in rows]
-    with video.atomic_write(os.path.join(args.out_dir, "curve.md")) as tmp, open(tmp, "w") as f:
-        f.write("\n".join(table) + "\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no curve.png (pip install \".[plots]\")")
+    common.write_table(os.path.join(args.out_dir, "curve.md"), table)
+    plt = common.pyplot("curve.png")
+    if plt is None:
         return rows
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for run in args.runs:
@@ -93,9 +90,7 @@ def main(argv=None):
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    with video.atomic_write(os.path.join(args.out_dir, "curve.png")) as tmp:
-        fig.savefig(tmp, dpi=110)
+    common.save_figure(plt, fig, os.path.join(args.out_dir, "curve.png"))
     print(f"wrote {args.out_dir}/curve.json, curve.md and curve.png")
     return rows
 

@@ -391,12 +391,8 @@ def print_controls(table):
 
 def plot_curves(curves, path, title):
     """PNG of the curves, when matplotlib is installed (an optional extra); returns whether it was written."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no PNG (pip install matplotlib); the curves are in the JSON")
+    plt = common.pyplot("PNG; the curves are in the JSON")
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, c in curves.items():
@@ -406,10 +402,7 @@ def plot_curves(curves, path, title):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
-    os.replace(path + ".tmp.png", path)
-    plt.close(fig)
+    common.save_figure(plt, fig, path)
     return True
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-import video
+from . import common
 
 NONE, FAST, FROZEN, OTHER = ("no fast learning", "TEMP-LoRA", "frozen at the turn",
                              "control: another world's LoRA frozen at the turn")
@@ -51,15 +51,10 @@ def main(argv=None):
              "SRC over none | SRC over another world's LoRA | return gain | goal worlds |", "|---|---|---|---|---|---|---|---|"]
     table += [f"| {x['setting']} | {x['time']:.2f}x | {f(x['fast_return'])} | {f(x['fast_src'])} | {f(x['src_none'])} | "
               f"{f(x['src_other'])} | {f(x['frozen_return'])} | {x['goal']}/{x['worlds']} |" for x in pts]
-    with video.atomic_write(os.path.join(args.out_dir, "memory_curve.md")) as tmp, open(tmp, "w") as fh:
-        fh.write("\n".join(table) + "\n")
+    common.write_table(os.path.join(args.out_dir, "memory_curve.md"), table)
     print("\n".join(table))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no memory_curve.png (pip install \".[plots]\")")
+    plt = common.pyplot("memory_curve.png")
+    if plt is None:
         return pts
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for key, label in (("src_other", "SRC: this world's LoRA over another's"), ("src_none", "SRC: over no memory"),
@@ -74,9 +69,7 @@ def main(argv=None):
            title="memory against its price")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    with video.atomic_write(os.path.join(args.out_dir, "memory_curve.png")) as tmp:
-        fig.savefig(tmp, dpi=110)
+    common.save_figure(plt, fig, os.path.join(args.out_dir, "memory_curve.png"))
     print(f"wrote {args.out_dir}/memory_curve.md and memory_curve.png")
     return pts
 

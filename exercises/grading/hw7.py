@@ -143,17 +143,21 @@ def check_cross_attention_reads_each_clips_action(sf):
     assert not changed(y2[0], y[0]), "clip 1's text reached clip 0: every frame attends to its own clip's text"
 
 
+def poke(b, cfg):
+    """The attention block's output before and after a bump at pixel (2, 3) of clip 0, frame 1."""
+    x, _ = inputs()
+    text, pos = text_and_pos(cfg)
+    with torch.no_grad():
+        x2 = x.clone()
+        x2[0, 1, :, 2, 3] += bump(x2[0, 1, :, 2, 3].shape)
+        return b(x, text, pos), b(x2, text, pos)
+
+
 def check_spatial_attention_stays_within_its_frame(sf):
     """Spatial self-attention mixes the pixels of one frame: with no temporal attention, a change at one pixel of frame
     1 reaches other pixels of frame 1 and no other frame or clip."""
     b, cfg = attnblock(sf, spatial=True, temporal=False)
-    x, _ = inputs()
-    text, pos = text_and_pos(cfg)
-    with torch.no_grad():
-        y = b(x, text, pos)
-        x2 = x.clone()
-        x2[0, 1, :, 2, 3] += bump(x2[0, 1, :, 2, 3].shape)
-        y2 = b(x2, text, pos)
+    y, y2 = poke(b, cfg)
     assert changed(y2[0, 1, :, 4, 0], y[0, 1, :, 4, 0]), "a change at one pixel did not reach the frame's other pixels: " \
                                                          "spatial self-attention"
     assert not changed(y2[0, [0, 2, 3]], y[0, [0, 2, 3]]) and not changed(y2[1], y[1]), \
@@ -164,13 +168,7 @@ def check_temporal_attention_stays_at_its_pixel(sf):
     """Temporal attention mixes the frames at one pixel: with no spatial attention, a change at pixel (2, 3) of frame 1
     reaches pixel (2, 3) of the other frames and no other pixel, nor the other clip."""
     b, cfg = attnblock(sf, spatial=False, temporal=True)
-    x, _ = inputs()
-    text, pos = text_and_pos(cfg)
-    with torch.no_grad():
-        y = b(x, text, pos)
-        x2 = x.clone()
-        x2[0, 1, :, 2, 3] += bump(x2[0, 1, :, 2, 3].shape)
-        y2 = b(x2, text, pos)
+    y, y2 = poke(b, cfg)
     assert changed(y2[0, 3, :, 2, 3], y[0, 3, :, 2, 3]), \
         "a change in frame 1 did not reach frame 3 at the same pixel: temporal attention attends over the frames"
     mask = torch.ones(6, 6, dtype=torch.bool)
